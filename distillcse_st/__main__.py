@@ -1,0 +1,5 @@
+import sys
+
+from distillcse_st.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``distillcse`` command line: a thin layer of sub-commands over the package's functions.
+
+Each sub-command lives in ``distillcse_st.commands.<name>`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an
+exit code. Errors meant for the user are raised as :class:`UserError` and printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = ("prune", "simcse", "distill", "self_train", "demo", "eval")
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distillcse",
+        description="DistillCSE for sentence-transformers: training, self-training and MTEB STS evaluation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"distillcse_st.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"distillcse_st.commands.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"distillcse {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"distillcse {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
