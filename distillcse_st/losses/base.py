@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
@@ -118,7 +119,7 @@ class DistillCSELoss(nn.Module):
                 f"column of precomputed teacher embeddings), but the batch has {len(sentence_features)} text columns."
             )
         features = sentence_features[0]
-        batch_size = features["input_ids"].size(0) if "input_ids" in features else len(next(iter(features.values())))
+        batch_size = features["input_ids"].size(0)
         if batch_size < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 sentences per batch (in-batch negatives and distillation "
@@ -126,8 +127,14 @@ class DistillCSELoss(nn.Module):
             )
         return features
 
-    def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None, batch_size: int) -> Tensor:
-        """The ``(B, B)`` teacher similarity: from the live teachers, else from precomputed labels."""
+    def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor | None:
+        """The ``(B, B)`` teacher similarity: from the live teachers, else from precomputed labels.
+
+        ``None`` when the distillation term is off (``distillation_weight=0``: plain SimCSE).
+        """
+        if self.distillation_weight == 0:
+            return None
+        batch_size = features["input_ids"].size(0)
         if self.teachers is not None:
             return self.teachers.similarity(features)
         if labels is None:
@@ -148,9 +155,9 @@ class DistillCSELoss(nn.Module):
         """The student's dropout views of the batch, in one merged forward pass where possible."""
         return embed_columns(self.model, [dict(features) for _ in range(self.num_views)], separate_first=False)
 
-    def loss_from_embeddings(self, views: Sequence[Tensor], teacher_similarity: Tensor) -> Tensor:
+    def loss_from_embeddings(self, views: Sequence[Tensor], teacher_similarity: Tensor | None) -> Tensor:
         """``contrastive_weight * L_cl(view1, view2) + distillation_weight * L_kd(view1, T)``."""
-        loss = views[0].new_zeros((), dtype=teacher_similarity.dtype)
+        loss = views[0].new_zeros((), dtype=torch.float32)
         if self.contrastive_weight > 0:
             loss = loss + self.contrastive_weight * simcse_contrastive_loss(
                 views[0], views[1], self.contrastive_temperature
@@ -170,8 +177,7 @@ class DistillCSELoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         features = self.text_features(sentence_features)
-        batch_size = features["input_ids"].size(0)
-        teacher_similarity = self.teacher_similarity(features, labels, batch_size)
+        teacher_similarity = self.teacher_similarity(features, labels)
         return self.loss_from_embeddings(self.embed_views(features), teacher_similarity)
 
     def get_config_dict(self) -> dict[str, Any]:
