@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.losses.gradcache import _create_minibatch
 from sentence_transformers.util import batch_to_device
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
@@ -80,6 +81,8 @@ class TeacherEnsemble(nn.Module):
         teachers = list(teachers)
         self.weights = resolve_weights(weights, len(teachers))
         self.teachers = nn.ModuleList(freeze(teacher) for teacher in teachers)
+        # Sentences per teacher forward pass when embed() is not told; None: the whole batch at once.
+        self.mini_batch_size: int | None = None
         student_tokenizer = _tokenizer(student)
         student_vocab = student_tokenizer.get_vocab()
         self.student_tokenizer = student_tokenizer
@@ -97,8 +100,26 @@ class TeacherEnsemble(nn.Module):
         return [teacher_name(teacher) for teacher in self.teachers]
 
     @torch.no_grad()
-    def embed(self, features: dict[str, Any]) -> list[Tensor]:
-        """Each teacher's embeddings of the batch the student sees as ``features``."""
+    def embed(self, features: dict[str, Any], mini_batch_size: int | None = None) -> list[Tensor]:
+        """Each teacher's embeddings of the batch the student sees as ``features``.
+
+        With ``mini_batch_size`` (default: the ensemble's ``mini_batch_size`` attribute, which the cached
+        losses set), the teachers run on slices of that many sentences at a time, so that their
+        activation memory does not grow with the batch.
+        """
+        if mini_batch_size is None:
+            mini_batch_size = self.mini_batch_size
+        batch_size = features["input_ids"].size(0)
+        if mini_batch_size is None or mini_batch_size >= batch_size:
+            return self._embed_batch(features)
+        parts = [
+            self._embed_batch(_create_minibatch(features, begin, begin + mini_batch_size))
+            for begin in range(0, batch_size, mini_batch_size)
+        ]
+        return [torch.cat(chunks) for chunks in zip(*parts)]
+
+    @torch.no_grad()
+    def _embed_batch(self, features: dict[str, Any]) -> list[Tensor]:
         texts = None
         embeddings = []
         for teacher, retokenize in zip(self.teachers, self.must_retokenize):
@@ -113,9 +134,9 @@ class TeacherEnsemble(nn.Module):
             embeddings.append(teacher(teacher_features)["sentence_embedding"])
         return embeddings
 
-    def similarity(self, features: dict[str, Any]) -> Tensor:
+    def similarity(self, features: dict[str, Any], mini_batch_size: int | None = None) -> Tensor:
         """The weighted average of the teachers' ``(B, B)`` cosine-similarity matrices."""
-        return weighted_similarity(self.embed(features), self.weights)
+        return weighted_similarity(self.embed(features, mini_batch_size), self.weights)
 
 
 def encode_stacked(

@@ -23,6 +23,7 @@ class MultiTeacherAvgLoss(DistillCSELoss):
         contrastive_weight: float = 1.0,
         distillation_weight: float = 1.0,
         divergence: Divergence = "ce",
+        gather_across_devices: bool = False,
     ) -> None:
         """
         DistillCSE with teacher components: the student distils the weighted average of K teachers'
@@ -53,6 +54,11 @@ class MultiTeacherAvgLoss(DistillCSELoss):
             contrastive_weight: Weight of the SimCSE term; 0 trains by distillation alone.
             distillation_weight: Weight ``lambda`` of the distillation term (1.0).
             divergence: ``"ce"`` (the paper's), ``"kl"`` or ``"js"``.
+            gather_across_devices: In a multi-process run (DDP via ``torchrun`` or ``accelerate launch``), gather
+                the student embeddings (with gradients) and the teacher rows of all processes, so that every
+                anchor has the whole global batch as negatives and distillation candidates, exactly as one
+                process with the global batch would (see ``docs/reliability.md``). Needs equal batch sizes on
+                all processes (``dataloader_drop_last=True``). Does nothing in a single process.
 
         References:
             - DistillCSE: Distilled Contrastive Learning for Sentence Embeddings, Findings of EMNLP 2023:
@@ -108,4 +114,5 @@ class MultiTeacherAvgLoss(DistillCSELoss):
             contrastive_weight=contrastive_weight,
             distillation_weight=distillation_weight,
             divergence=divergence,
+            gather_across_devices=gather_across_devices,
         )
