@@ -22,6 +22,11 @@ from torch import Tensor
 Divergence = Literal["ce", "kl", "js"]
 DIVERGENCES: tuple[str, ...] = ("ce", "kl", "js")
 
+#: The logit given to masked candidates (duplicates of the anchor). Cosines lie in [-1, 1], so after any
+#: temperature its softmax probability is exactly 0 in float32, and unlike ``-inf`` it keeps every
+#: ``0 * log p`` term and every gradient finite.
+MASKED_LOGIT = -1.0e4
+
 
 @contextmanager
 def full_precision(device: torch.device):
@@ -59,17 +64,56 @@ def similarity_from_stacked(stacked: Tensor) -> Tensor:
         return stacked @ stacked.T
 
 
-def off_diagonal(matrix: Tensor) -> Tensor:
-    """Drop the diagonal of a square ``(B, B)`` matrix: ``(B, B - 1)``, row order kept."""
-    size = matrix.size(0)
-    return matrix.flatten()[1:].view(size - 1, size + 1)[:, :-1].reshape(size, size - 1)
+def off_diagonal(matrix: Tensor, row_offset: int = 0) -> Tensor:
+    """Drop the diagonal of a ``(R, C)`` matrix: ``(R, C - 1)``, row order kept.
+
+    The "diagonal" of row ``r`` is column ``r + row_offset``: ``R`` local rows of a batch of ``C``
+    (as on one process of a multi-process run, see ``gather_across_devices``) start at ``row_offset``.
+    """
+    rows, columns = matrix.shape[:2]
+    if row_offset == 0 and rows == columns:
+        return matrix.flatten()[1:].view(rows - 1, rows + 1)[:, :-1].reshape(rows, rows - 1)
+    keep = torch.ones(rows, columns, dtype=torch.bool, device=matrix.device)
+    keep[torch.arange(rows, device=matrix.device), torch.arange(rows, device=matrix.device) + row_offset] = False
+    return matrix[keep].view(rows, columns - 1)
 
 
-def simcse_contrastive_loss(view1: Tensor, view2: Tensor, temperature: float = 0.05) -> Tensor:
-    """Unsupervised SimCSE: cross-entropy of ``cos(z_i, z'_j) / temperature`` with target ``i``."""
-    logits = cosine_similarity_matrix(view1, view2) / temperature
-    target = torch.arange(logits.size(0), device=logits.device)
-    return F.cross_entropy(logits, target)
+def duplicate_groups(input_ids: Tensor) -> Tensor:
+    """One id per row of a ``(B, L)`` token tensor; rows with identical tokens (duplicate texts) share it."""
+    return torch.unique(input_ids, dim=0, return_inverse=True)[1]
+
+
+def duplicate_mask(groups: Tensor, row_offset: int = 0, rows: int | None = None) -> Tensor | None:
+    """``(rows, B)`` mask of the candidates that duplicate an anchor (its own column excluded), or ``None``.
+
+    ``groups`` are the :func:`duplicate_groups` of the ``B`` candidates; the anchors are the ``rows``
+    candidates from ``row_offset`` on (all of them by default). ``None`` when no anchor has a duplicate.
+    """
+    rows = groups.numel() - row_offset if rows is None else rows
+    local = torch.arange(row_offset, row_offset + rows, device=groups.device)
+    mask = groups[local].unsqueeze(1) == groups.unsqueeze(0)
+    mask[torch.arange(rows, device=groups.device), local] = False
+    return mask if bool(mask.any()) else None
+
+
+def simcse_contrastive_loss(
+    view1: Tensor,
+    view2: Tensor,
+    temperature: float = 0.05,
+    mask: Tensor | None = None,
+    row_offset: int = 0,
+) -> Tensor:
+    """Unsupervised SimCSE: cross-entropy of ``cos(z_i, z'_j) / temperature`` with target ``i``.
+
+    ``view1`` holds the anchors (``R`` rows), ``view2`` the candidates (``C >= R`` rows); anchor ``r``'s
+    positive is candidate ``r + row_offset``. ``mask`` (``(R, C)``, True = not a negative) removes
+    candidates from a row's softmax, e.g. the copies of a duplicated sentence; the positive is never removed.
+    """
+    logits = cosine_similarity_matrix(view1, view2)
+    target = torch.arange(logits.size(0), device=logits.device) + row_offset
+    if mask is not None:
+        logits = logits.masked_fill(mask, MASKED_LOGIT)
+    return F.cross_entropy(logits / temperature, target)
 
 
 def probability_groups(sorted_logits: Tensor, group_p: float, temperature: float = 1.0) -> Tensor:
@@ -90,7 +134,12 @@ def fixed_size_groups(rows: int, length: int, group_size: int, device: torch.dev
     return (torch.arange(length, device=device) // group_size).expand(rows, length)
 
 
-def shuffle_within_groups(group_ids: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def shuffle_within_groups(
+    group_ids: Tensor,
+    generator: torch.Generator | None = None,
+    total_rows: int | None = None,
+    row_offset: int = 0,
+) -> Tensor:
     """A uniformly random permutation of each row that moves no position out of its group.
 
     ``group_ids`` is ``(rows, length)`` and non-decreasing along each row (consecutive groups, as
@@ -98,8 +147,16 @@ def shuffle_within_groups(group_ids: Tensor, generator: torch.Generator | None =
     positions: ``result[i, r]`` is the position whose content goes to position ``r``. One batched
     sort of ``group id + uniform key`` does every row and group at once; the keys come from torch's
     generator, so ``torch.manual_seed`` makes the draws reproducible.
+
+    With ``total_rows``, the keys are drawn for a ``(total_rows, length)`` batch and rows
+    ``row_offset:row_offset + rows`` are used: each process of a multi-process run then makes the draws
+    a single process would make for the same global batch (given the same generator state).
     """
-    keys = torch.rand(group_ids.shape, generator=generator, device=group_ids.device, dtype=torch.float64)
+    rows, length = group_ids.shape
+    shape = (rows if total_rows is None else total_rows, length)
+    keys = torch.rand(shape, generator=generator, device=group_ids.device, dtype=torch.float64)
+    if total_rows is not None:
+        keys = keys[row_offset:row_offset + rows]
     return (keys + group_ids).argsort(dim=-1)
 
 
@@ -109,6 +166,9 @@ def group_shuffled_pairing(
     group_size: int | None = None,
     group_temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    mask: Tensor | None = None,
+    total_rows: int | None = None,
+    row_offset: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Group-P shuffling of a teacher's in-batch distribution.
 
@@ -118,6 +178,11 @@ def group_shuffled_pairing(
 
     Returns ``(sorted_teacher_logits, student_index)``: rank ``r`` of the teacher is paired with
     the student logit at column ``student_index[i, r]``, a random member of the same group.
+
+    ``mask`` (``(rows, n)``, True = excluded candidate, whose teacher logit must be
+    :data:`MASKED_LOGIT`) puts the excluded candidates, which sort last, into a group of their own, so
+    that they are only ever paired with each other. ``total_rows`` and ``row_offset``: see
+    :func:`shuffle_within_groups`.
     """
     if (group_p is None) == (group_size is None):
         raise ValueError("Give exactly one of group_p and group_size.")
@@ -126,7 +191,10 @@ def group_shuffled_pairing(
         groups = probability_groups(sorted_logits, group_p, group_temperature)
     else:
         groups = fixed_size_groups(*sorted_logits.shape, group_size, device=sorted_logits.device)
-    return sorted_logits, order.gather(-1, shuffle_within_groups(groups, generator))
+    if mask is not None:
+        groups = groups.masked_fill(mask.gather(-1, order), 2**40)
+    positions = shuffle_within_groups(groups, generator, total_rows=total_rows, row_offset=row_offset)
+    return sorted_logits, order.gather(-1, positions)
 
 
 def distillation_divergence(
@@ -154,8 +222,7 @@ def distillation_divergence(
             return -(q * log_p).sum(dim=-1).mean()
         if divergence == "kl":
             return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
-        p = log_p.exp()
-        log_m = torch.log((p + q) / 2)
+        log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)  # finite even where p = q = 0
         return (F.kl_div(log_m, log_q, reduction="batchmean", log_target=True)
                 + F.kl_div(log_m, log_p, reduction="batchmean", log_target=True)) / 2
 
@@ -170,16 +237,34 @@ def in_batch_distillation_loss(
     group_size: int | None = None,
     group_temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    candidates: Tensor | None = None,
+    mask: Tensor | None = None,
+    row_offset: int = 0,
 ) -> Tensor:
     """DistillCSE's KD term: match ``softmax(S_i)`` to ``softmax(T_i)`` row by row, diagonal excluded.
 
     ``S = cos(z_i, z_j)`` comes from ``student_embeddings`` (``(B, dim)``), ``T`` is the teacher's
     ``(B, B)`` similarity. With ``group_p`` or ``group_size`` set, the student logits are taken in
     the Group-P shuffled order of :func:`group_shuffled_pairing`; with neither, this is vanilla KD.
+
+    For a slice of the anchors (one process of a multi-process run): ``student_embeddings`` are the
+    ``R`` local anchors, ``candidates`` the ``C`` embeddings of the whole batch, whose row
+    ``r + row_offset`` is anchor ``r``, and ``teacher_similarity`` is ``(R, C)``; Group-P then draws
+    the keys of the whole batch and uses this slice's rows. ``mask`` (``(R, C)``, True = excluded)
+    removes candidates, e.g. copies of the anchor's own sentence, from both distributions.
     """
-    student = off_diagonal(cosine_similarity_matrix(student_embeddings, student_embeddings))
-    teacher = off_diagonal(teacher_similarity.float())
+    candidates = student_embeddings if candidates is None else candidates
+    student = off_diagonal(cosine_similarity_matrix(student_embeddings, candidates), row_offset)
+    teacher = off_diagonal(teacher_similarity.float(), row_offset)
+    if mask is not None:
+        mask = off_diagonal(mask, row_offset)
+        student = student.masked_fill(mask, MASKED_LOGIT)
+        teacher = teacher.masked_fill(mask, MASKED_LOGIT)
     if group_p is not None or group_size is not None:
-        teacher, student_index = group_shuffled_pairing(teacher, group_p, group_size, group_temperature, generator)
+        total_rows = None if candidates is student_embeddings else candidates.size(0)
+        teacher, student_index = group_shuffled_pairing(
+            teacher, group_p, group_size, group_temperature, generator, mask=mask, total_rows=total_rows,
+            row_offset=row_offset,
+        )
         student = student.gather(-1, student_index)
     return distillation_divergence(teacher, student, teacher_temperature, student_temperature, divergence)
