@@ -1,0 +1,67 @@
+"""``distillcse self-train``: the whole DistillCSE self-training recipe, resumable."""
+
+from __future__ import annotations
+
+import argparse
+
+from distillcse_st.training.arguments import (
+    add_corpus_options,
+    add_loss_options,
+    add_output_options,
+    add_training_options,
+    loss_options,
+    training_command,
+    training_options,
+)
+
+EPILOG = """\
+example (4 SimCSE teacher components, then 2 rounds of distillation):
+  distillcse self-train --model bert-base-uncased-st --corpus wiki1m.txt --components 4 --rounds 2 --output selftrain
+
+OUTPUT gets round0-simcse1..K/, round1-distill/, ... (each an ST model with stage.json), teacher_cache/,
+summary.json and dev_scores.png. Rerun the same command to resume: finished stages are skipped."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "self-train",
+        help="the whole recipe: K SimCSE teacher components, then rounds of DistillCSE",
+        description="DistillCSE self-training from a base model (e.g. a raw BERT with mean pooling): round 0 "
+        "trains K unsupervised SimCSE components with seeds SEED..SEED+K-1; round 1 distils their averaged "
+        "similarities into a fresh student; each further round distils the previous student. Every stage is "
+        "saved with its STS-B dev score; the run ends with a summary table and a plot.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="base SentenceTransformer (student init)")
+    parser.add_argument(
+        "--components", type=int, default=2, metavar="K", help="SimCSE teacher components (default: 2)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, metavar="R", help="distillation rounds (default: 1)")
+    add_corpus_options(parser)
+    add_output_options(parser)
+    add_loss_options(parser)
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+@training_command
+def run(args: argparse.Namespace) -> int:
+    from distillcse_st.training.corpus import load_corpus
+    from distillcse_st.training.self_train import self_train
+
+    corpus = load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+    summary = self_train(
+        args.model,
+        corpus,
+        args.output,
+        args.components,
+        args.rounds,
+        loss_options(args),
+        training_options(args),
+        args.max_seq_length,
+        args.dev_file,
+        args.overwrite,
+    )
+    print(f"\n{summary['table']}\nFinal model: {summary['final_model']}\nPlot: {summary['plot']}")
+    return 0

@@ -1,0 +1,58 @@
+"""``distillcse simcse``: unsupervised SimCSE training (round 0 of DistillCSE self-training)."""
+
+from __future__ import annotations
+
+import argparse
+
+from distillcse_st.training.arguments import (
+    add_corpus_options,
+    add_loss_options,
+    add_output_options,
+    add_training_options,
+    loss_options,
+    training_command,
+    training_options,
+)
+
+EPILOG = """\
+example:
+  distillcse simcse --model bert-base-uncased-st --corpus wiki1m.txt --output simcse-seed1 --seed 1"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simcse",
+        help="train a model with unsupervised SimCSE (dropout views as positives)",
+        description="Unsupervised SimCSE on a corpus of sentences with SentenceTransformerTrainer, evaluated on "
+        "STS-B dev every --eval-steps steps, keeping the best checkpoint. Defaults: the SimCSE/DistillCSE "
+        "authors' settings. Rerun the same command to resume an interrupted run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, metavar="DIR", help="SentenceTransformer model to train")
+    add_corpus_options(parser)
+    add_output_options(parser)
+    add_loss_options(parser, distillation=False)
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+@training_command
+def run(args: argparse.Namespace) -> int:
+    from distillcse_st.training.corpus import load_corpus
+    from distillcse_st.training.stages import train_simcse
+
+    corpus = load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+    record = train_simcse(
+        args.model,
+        corpus,
+        args.output,
+        loss_options(args),
+        training_options(args),
+        args.max_seq_length,
+        args.dev_file,
+        args.overwrite,
+        args.resume_from_checkpoint,
+    )
+    print(f"Saved the SimCSE model to {args.output} (STS-B dev Spearman {record['dev']:.2f})")
+    return 0

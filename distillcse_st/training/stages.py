@@ -1,0 +1,253 @@
+"""One training stage on ``SentenceTransformerTrainer``: unsupervised SimCSE, or DistillCSE from teachers.
+
+A stage trains a student on a corpus with the STS-B dev evaluator every ``eval_steps`` (keeping the best
+checkpoint), then saves the SentenceTransformer and a ``stage.json`` (settings, dev score, dev scores over
+steps) in its output directory. It works in ``OUTPUT.partial/`` (see :mod:`~distillcse_st.training.outputs`):
+an interrupted stage resumes from its last checkpoint when run again with the same settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from torch import nn
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from distillcse_st.evaluation.dev_evaluator import metric_for_best_model, sts_dev_evaluator
+from distillcse_st.evaluation.sts_tasks import EvalInputError
+from distillcse_st.losses import DistillCSELoss, GroupPDistillLoss, MultiTeacherAvgLoss
+from distillcse_st.teachers import resolve_weights
+from distillcse_st.training.corpus import texts_digest
+from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
+from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.training.models import check_model_dir, load_model
+from distillcse_st.training.outputs import finish, partial_dir, start, write_json
+from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
+
+logger = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+CHECKPOINTS = "checkpoints"
+TEACHER_CACHE = "teacher_cache"
+
+FIXED_TRAINING_ARGUMENTS: dict[str, Any] = {
+    "eval_strategy": "steps",
+    "save_strategy": "steps",
+    "load_best_model_at_end": True,
+    "metric_for_best_model": metric_for_best_model(),
+    "greater_is_better": True,
+    "dataloader_drop_last": True,
+    "report_to": "none",
+}
+"""What the stages rely on: evaluation and checkpoints every few steps, the best dev checkpoint kept."""
+
+DISTILLCSE_MODEL_CARD = "DistillCSE (Xu et al., EMNLP 2023 Findings, https://arxiv.org/abs/2310.13499)"
+
+
+class DevScoreLog(TrainerCallback):
+    """One log line per evaluation: the step, the STS-B dev Spearman x 100 and the best so far."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs) -> None:
+        score = (metrics or {}).get(args.metric_for_best_model)
+        if score is not None:
+            best = max(score, state.best_metric or score)
+            logger.info("step %d: STS-B dev Spearman %.2f (best %.2f)", state.global_step, 100 * score, 100 * best)
+
+
+def dev_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+    """``[{"step", "dev"}]`` (Spearman x 100) from the Trainer's log history."""
+    key = metric_for_best_model()
+    return [{"step": entry["step"], "dev": 100 * entry[key]} for entry in log_history if key in entry]
+
+
+def training_arguments(output: Path, training_options: dict[str, Any] | None) -> SentenceTransformerTrainingArguments:
+    """Trainer arguments for a stage writing ``output``: the authors' defaults updated by ``training_options``."""
+    options = {**TRAINING_DEFAULTS, **(training_options or {}), **FIXED_TRAINING_ARGUMENTS}
+    options["output_dir"] = str(partial_dir(output) / CHECKPOINTS)
+    try:
+        return SentenceTransformerTrainingArguments(**options)
+    except (TypeError, ValueError) as error:
+        raise TrainingInputError(f"invalid training arguments: {error}") from None
+
+
+def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArguments) -> None:
+    if len(corpus) < args.per_device_train_batch_size:
+        raise TrainingInputError(
+            f"the corpus has {len(corpus)} sentences, fewer than one batch ({args.per_device_train_batch_size})"
+        )
+
+
+def dev_evaluator(dev_file: str | Path | None) -> EmbeddingSimilarityEvaluator:
+    """The STS-B dev evaluator (the packaged dev set by default), with input errors as training errors."""
+    try:
+        return sts_dev_evaluator(dev_file)
+    except EvalInputError as error:
+        raise TrainingInputError(str(error)) from None
+
+
+def build_loss(loss_class: type[DistillCSELoss], model: SentenceTransformer, **options: Any) -> DistillCSELoss:
+    try:
+        return loss_class(model, **options)
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from None
+
+
+def run_stage(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    loss: nn.Module,
+    args: SentenceTransformerTrainingArguments,
+    evaluator: EmbeddingSimilarityEvaluator,
+    output: Path,
+    config: dict[str, Any],
+    resume_from_checkpoint: str | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
+
+    Returns the stage record also written to ``output/stage.json``.
+    """
+    work = partial_dir(output)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[DevScoreLog(), *callbacks],
+    )
+    checkpoints = work / CHECKPOINTS
+    if resume_from_checkpoint is None and checkpoints.is_dir():
+        resume_from_checkpoint = get_last_checkpoint(str(checkpoints))
+    if resume_from_checkpoint:
+        logger.info("Resuming from %s", resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    # The Trainer has loaded the best checkpoint, whose score it knows; evaluate only a run too short to have one.
+    best = trainer.state.best_metric
+    dev = 100 * (best if best is not None else evaluator(model)[evaluator.primary_metric])
+    logger.info("Final STS-B dev Spearman: %.2f", dev)
+    model.save(str(work))
+    record = {
+        "config": config,
+        "dev": dev,
+        "steps": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
+        "history": dev_history(trainer.state.log_history),
+        "train_runtime": next((e["train_runtime"] for e in trainer.state.log_history if "train_runtime" in e), None),
+    }
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(work / TEACHER_CACHE, ignore_errors=True)
+    write_json(work / STAGE_FILE, record)
+    finish(work, output)
+    return record
+
+
+def train_simcse(
+    model_dir: str | Path,
+    corpus: Dataset,
+    output: str | Path,
+    loss_options: dict[str, Any] | None = None,
+    training_options: dict[str, Any] | None = None,
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    dev_file: str | Path | None = None,
+    overwrite: bool = False,
+    resume_from_checkpoint: str | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Unsupervised SimCSE (a DistillCSE loss without distillation) of the model in ``model_dir``.
+
+    ``loss_options`` may only set ``contrastive_temperature``; ``training_options`` are Trainer arguments
+    (the seed among them) over :data:`TRAINING_DEFAULTS`.
+    """
+    output = Path(output)
+    model_dir = check_model_dir(model_dir, "student")
+    loss_options = dict(loss_options or {})
+    config = {
+        "stage": "simcse",
+        "model": str(model_dir),
+        "corpus": texts_digest(corpus["text"]),
+        "max_seq_length": max_seq_length,
+        "loss": loss_options,
+        "training": result_settings(training_options),
+    }
+    args = training_arguments(output, training_options)
+    check_corpus_size(corpus, args)
+    evaluator = dev_evaluator(dev_file)
+    model = load_model(model_dir, "student", max_seq_length)
+    loss = build_loss(GroupPDistillLoss, model, distillation_weight=0.0, **loss_options)
+    model.model_card_data.model_name = f"Unsupervised SimCSE of {model_dir} (round 0 of {DISTILLCSE_MODEL_CARD})"
+    start(output, config, overwrite)
+    return run_stage(model, corpus, loss, args, evaluator, output, config, resume_from_checkpoint, callbacks)
+
+
+def train_distill(
+    model_dir: str | Path,
+    teacher_dirs: Sequence[str | Path],
+    corpus: Dataset,
+    output: str | Path,
+    weights: Sequence[float] | None = None,
+    precompute: bool = True,
+    cache_dir: str | Path | None = None,
+    loss_options: dict[str, Any] | None = None,
+    training_options: dict[str, Any] | None = None,
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    dev_file: str | Path | None = None,
+    overwrite: bool = False,
+    resume_from_checkpoint: str | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """One DistillCSE run: the model in ``model_dir`` learns from the teachers in ``teacher_dirs``.
+
+    With ``precompute``, the teachers encode the corpus once (cached in ``cache_dir``, by default inside the
+    stage's work directory) and the loss reads a ``label`` column; otherwise they run on every batch.
+    One teacher trains with :class:`~distillcse_st.losses.GroupPDistillLoss`, several with
+    :class:`~distillcse_st.losses.MultiTeacherAvgLoss` (``weights``: one per teacher, default uniform).
+    ``loss_options`` are keyword arguments of those losses.
+    """
+    output = Path(output)
+    model_dir = check_model_dir(model_dir, "student")
+    teacher_dirs = [check_model_dir(directory, "teacher") for directory in teacher_dirs]
+    try:
+        weights = resolve_weights(weights, len(teacher_dirs))
+    except ValueError as error:
+        raise TrainingInputError(str(error)) from None
+    loss_options = dict(loss_options or {})
+    config = {
+        "stage": "distill",
+        "model": str(model_dir),
+        "teachers": [str(directory) for directory in teacher_dirs],
+        "weights": weights,
+        "precompute": precompute,
+        "corpus": texts_digest(corpus["text"]),
+        "max_seq_length": max_seq_length,
+        "loss": loss_options,
+        "training": result_settings(training_options),
+    }
+    args = training_arguments(output, training_options)
+    check_corpus_size(corpus, args)
+    evaluator = dev_evaluator(dev_file)
+    model = load_model(model_dir, "student", max_seq_length)
+    teachers = None if precompute else [load_model(directory, "teacher") for directory in teacher_dirs]
+    if len(teacher_dirs) == 1:
+        loss = build_loss(GroupPDistillLoss, model, teacher=teachers and teachers[0], **loss_options)
+    else:
+        loss = build_loss(MultiTeacherAvgLoss, model, teachers=teachers, weights=teachers and weights, **loss_options)
+    names = ", ".join(map(str, teacher_dirs))
+    model.model_card_data.model_name = f"{DISTILLCSE_MODEL_CARD} student of {model_dir}, teachers: {names}"
+    work = start(output, config, overwrite)
+    dataset = corpus
+    if precompute:
+        embeddings = cached_teacher_embeddings(
+            corpus["text"], teacher_dirs, weights, cache_dir or work / TEACHER_CACHE, max_seq_length
+        )
+        dataset = with_cached_labels(corpus, embeddings)
+    return run_stage(model, dataset, loss, args, evaluator, output, config, resume_from_checkpoint, callbacks)

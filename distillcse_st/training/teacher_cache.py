@@ -1,0 +1,107 @@
+"""Precomputed teacher embeddings, cached on disk as a float16 ``.npy`` and read memory-mapped.
+
+The cache holds :func:`~distillcse_st.teachers.encode_stacked` of a list of texts: the teachers'
+normalised embeddings side by side, block ``k`` scaled by ``sqrt(w_k)``, so that a dot product of two rows
+is the weighted teacher similarity. Its file name is a hash of the texts, the teachers' files, the weights
+and the maximum sequence length, so any change makes a new cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from distillcse_st.teachers import encode_stacked, resolve_weights
+from distillcse_st.training.corpus import texts_digest
+from distillcse_st.training.models import load_model
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 32768
+"""Texts encoded at a time: bounds the memory of the float32 embeddings before they go to disk."""
+
+
+def _files_signature(directory: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(path.relative_to(directory)), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in directory.rglob("*")
+        if path.is_file()
+    )
+
+
+def cache_key(
+    texts: Sequence[str], teacher_dirs: Sequence[str | Path], weights: Sequence[float], max_seq_length: int
+) -> str:
+    """A hash of everything the cached embeddings depend on."""
+    digest = hashlib.sha256(texts_digest(texts).encode())
+    for directory in teacher_dirs:
+        directory = Path(directory).resolve()
+        digest.update(repr((str(directory), _files_signature(directory))).encode())
+    digest.update(repr((list(map(float, weights)), max_seq_length)).encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_teacher_embeddings(
+    texts: Sequence[str],
+    teacher_dirs: Sequence[str | Path],
+    weights: Sequence[float] | None,
+    cache_dir: str | Path,
+    max_seq_length: int,
+    batch_size: int = 256,
+    show_progress_bar: bool = True,
+) -> np.ndarray:
+    """The ``(len(texts), sum_k dim_k)`` stacked teacher embeddings, read-only memory-mapped float16.
+
+    Computed once (teachers loaded from ``teacher_dirs``, inputs truncated at ``max_seq_length`` tokens
+    as the student's) and then read from ``cache_dir``.
+    """
+    weights = resolve_weights(weights, len(teacher_dirs))
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"teachers-{cache_key(texts, teacher_dirs, weights, max_seq_length)}.npy"
+    if path.is_file():
+        logger.info("Teacher embeddings: using the cache %s", path)
+        return np.load(path, mmap_mode="r")
+    logger.info(
+        "Teacher embeddings: encoding %d sentences with %d teacher(s) into %s", len(texts), len(teacher_dirs), path
+    )
+    teachers = [load_model(directory, "teacher") for directory in teacher_dirs]
+    for teacher in teachers:
+        teacher.max_seq_length = min(teacher.max_seq_length or max_seq_length, max_seq_length)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    output = None
+    for begin in range(0, len(texts), CHUNK):
+        block = encode_stacked(texts[begin : begin + CHUNK], teachers, weights, batch_size, show_progress_bar).numpy()
+        if output is None:
+            output = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(texts), block.shape[1]))
+        output[begin : begin + len(block)] = block
+    output.flush()
+    del output
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")
+
+
+class _LabelsFromCache:
+    """A dataset transform that turns the ``row`` column into ``label`` rows read from the cache."""
+
+    def __init__(self, embeddings: np.ndarray) -> None:
+        self.embeddings = embeddings
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = batch.pop("row")
+        batch["label"] = list(torch.from_numpy(self.embeddings[rows].astype(np.float32)))
+        return batch
+
+
+def with_cached_labels(dataset: Dataset, embeddings: np.ndarray) -> Dataset:
+    """``dataset`` (row ``i`` embedded as ``embeddings[i]``) with a lazy ``label`` column read from the cache."""
+    if len(dataset) != len(embeddings):
+        raise ValueError(f"{len(dataset)} texts but {len(embeddings)} cached teacher embeddings")
+    return dataset.add_column("row", list(range(len(dataset)))).with_transform(_LabelsFromCache(embeddings))

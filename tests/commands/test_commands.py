@@ -1,0 +1,175 @@
+"""Every training command end to end on tiny models, and their one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distillcse_st.cli import main
+from distillcse_st.training.outputs import read_json
+from tests.helpers import load
+from tests.training.conftest import FAST_ARGS
+
+
+def _run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prune(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = _run(capsys, "prune", "--model", tiny_model_dir, "--layers", "1", "--output", tmp_path / "p")
+    assert code == 0 and "Saved the pruned model" in out
+    assert load(tmp_path / "p")[0].auto_model.config.num_hidden_layers == 1
+
+
+def test_simcse_and_distill(
+    tiny_model_dir: Path,
+    tiny_teacher_dir: Path,
+    corpus_file: Path,
+    dev_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    common = ["--corpus", corpus_file, "--dev-file", dev_file, *FAST_ARGS]
+    code, out, _ = _run(
+        capsys, "simcse", "--model", tiny_model_dir, "--output", tmp_path / "s", "--seed", "3", *common
+    )
+    assert code == 0 and "STS-B dev Spearman" in out
+    assert read_json(tmp_path / "s" / "stage.json")["config"]["training"]["seed"] == 3
+    code, _, _ = _run(
+        capsys,
+        "distill",
+        "--model",
+        tiny_model_dir,
+        "--teacher",
+        tiny_teacher_dir,
+        "--teacher",
+        tmp_path / "s",
+        "--weights",
+        "0.25,0.75",
+        "--group-p",
+        "none",
+        "--online",
+        "--output",
+        tmp_path / "d",
+        *common,
+    )
+    assert code == 0
+    stage = read_json(tmp_path / "d" / "stage.json")
+    assert stage["config"]["weights"] == [0.25, 0.75] and stage["config"]["loss"]["group_p"] is None
+    assert "MultiTeacherAvgLoss" in (tmp_path / "d" / "README.md").read_text(encoding="utf-8")
+
+
+def test_self_train_resumes_and_skips(
+    tiny_model_dir: Path,
+    corpus_file: Path,
+    dev_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    argv = [
+        "self-train",
+        "--model",
+        tiny_model_dir,
+        "--corpus",
+        corpus_file,
+        "--components",
+        "2",
+        "--rounds",
+        "2",
+        "--output",
+        tmp_path / "st",
+        "--dev-file",
+        dev_file,
+        *FAST_ARGS,
+    ]
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 0 and "round2-distill" in stdout and "Final model:" in stdout
+    out = tmp_path / "st"
+    summary = read_json(out / "summary.json")
+    assert list(summary["scores"]) == ["base", "round0-simcse1", "round0-simcse2", "round1-distill", "round2-distill"]
+    assert read_json(out / "round0-simcse2" / "stage.json")["config"]["training"]["seed"] == 43
+    assert read_json(out / "round2-distill" / "stage.json")["config"]["teachers"] == [str(out / "round1-distill")]
+    assert len(list((out / "teacher_cache").glob("*.npy"))) == 2
+    assert (out / "dev_scores.png").stat().st_size > 1000
+    caplog.clear()
+    with caplog.at_level("INFO", logger="distillcse_st"):
+        assert _run(capsys, *argv)[0] == 0
+    assert caplog.text.count("skipped") == 4
+    code, _, err = _run(capsys, *argv[: -len(FAST_ARGS)], *FAST_ARGS, "--seed", "5")
+    assert code == 2 and "holds another run" in err and "--overwrite" in err
+
+
+def test_demo(dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["demo", "--output", tmp_path / "demo", "--dev-file", dev_file, *FAST_ARGS]
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0
+    for name in ("teacher", "student before", "student after"):
+        assert name in out
+    assert (tmp_path / "demo" / "model" / "modules.json").is_file() and (
+        tmp_path / "demo" / "dev_scores.png"
+    ).is_file()
+    assert load(tmp_path / "demo" / "model")[0].auto_model.config.num_hidden_layers == 3
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_errors(
+    tiny_model_dir: Path, corpus_file: Path, dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    train = ["--model", tiny_model_dir, "--dev-file", dev_file, *FAST_ARGS]
+    cases = [
+        (["simcse", *train, "--corpus", tmp_path / "none.txt", "--output", tmp_path / "o"], "corpus not found"),
+        (["simcse", *train, "--corpus", _write(tmp_path / "e.txt", b"\n\n"), "--output", tmp_path / "o"], "is empty"),
+        (
+            ["simcse", *train, "--corpus", _write(tmp_path / "s.txt", b"a b c\nd e f\n"), "--output", tmp_path / "o"],
+            "fewer than one batch",
+        ),
+        (
+            ["simcse", *train, "--corpus", _write(tmp_path / "l.txt", b"ok\nbad \xe9\n"), "--output", tmp_path / "o"],
+            "line 2 is not valid UTF-8",
+        ),
+        (
+            ["distill", *train, "--teacher", tmp_path, "--corpus", corpus_file, "--output", tmp_path / "o"],
+            "not a SentenceTransformer model",
+        ),
+        (["prune", "--model", tiny_model_dir, "--layers", "0-5", "--output", tmp_path / "o"], "out of range"),
+        (
+            ["self-train", *train, "--corpus", corpus_file, "--components", "0", "--output", tmp_path / "o"],
+            "--components must be at least 1",
+        ),
+        (
+            ["simcse", *train, "--corpus", corpus_file, "--output", tmp_path / "o", "--training-arg", "nope=1"],
+            "invalid training arguments",
+        ),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, argv
+        last = err.strip().splitlines()[-1]  # after progress bars of model loading, if any
+        assert last.startswith(f"distillcse {argv[0]}: error: ") and message in last and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+def test_help_shows_paper_defaults(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    out = capsys.readouterr().out
+    for default in (
+        "rate (default: 3e-05)",
+        "candidates) (default: 64)",
+        "tokens, student and precomputed teachers (default: 32)",
+        "temperature (default: 0.05)",
+        "(default: 0.025)",
+        "(default: 0.0125)",
+        "(default: 0.1)",
+        "(default: 125)",
+    ):
+        assert default in out, default

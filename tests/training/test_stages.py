@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.training.outputs import read_json
+from distillcse_st.training.stages import train_distill, train_simcse
+from tests.helpers import CORPUS, load
+from tests.training.conftest import FAST_TRAINING
+
+RESUMABLE = {**FAST_TRAINING, "max_steps": 6, "learning_rate": 1e-3}
+
+
+class Interrupt(TrainerCallback):
+    """Stop the run like Ctrl-C after ``step`` optimizer steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def _distill(student: Path, teacher: Path, output: Path, dev_file: Path, **kwargs) -> dict:
+    corpus = Dataset.from_dict({"text": CORPUS})
+    return train_distill(student, [teacher], corpus, output, training_options=RESUMABLE, dev_file=dev_file, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir: Path, tiny_teacher_dir: Path, dev_file: Path, tmp_path_factory) -> Path:
+    """An uninterrupted 6-step DistillCSE run."""
+    output = tmp_path_factory.mktemp("reference") / "model"
+    _distill(tiny_model_dir, tiny_teacher_dir, output, dev_file)
+    return output
+
+
+def test_interrupted_run_resumes_to_the_same_result(
+    tiny_model_dir: Path, tiny_teacher_dir: Path, dev_file: Path, reference: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _distill(tiny_model_dir, tiny_teacher_dir, tmp_path / "resumed", dev_file, callbacks=[Interrupt(3)])
+    assert not (tmp_path / "resumed").exists()
+    assert (tmp_path / "resumed.partial" / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = _distill(tiny_model_dir, tiny_teacher_dir, tmp_path / "resumed", dev_file)
+    assert not (tmp_path / "resumed.partial").exists()
+    history = read_json(reference / "stage.json")["history"]
+    assert [point["step"] for point in history] == [2, 4, 6]
+    assert resumed["history"] == history
+    for name, value in load(reference).state_dict().items():
+        torch.testing.assert_close(load(tmp_path / "resumed").state_dict()[name], value, rtol=0, atol=1e-6)
+
+
+def test_stage_outputs_and_model_card(tiny_teacher_dir: Path, reference: Path) -> None:
+    stage = read_json(reference / "stage.json")
+    assert stage["config"]["teachers"] == [str(tiny_teacher_dir.resolve())]
+    assert stage["steps"] == 6 and stage["best_checkpoint"].startswith("checkpoint-")
+    assert sorted(path.name for path in reference.iterdir() if path.is_dir()) == ["1_Pooling"]
+    card = (reference / "README.md").read_text(encoding="utf-8")
+    assert "GroupPDistillLoss" in card and "DistillCSE" in card and "xu2023distillcse" in card
+    assert f"teachers: {tiny_teacher_dir.resolve()}" in card
+
+
+def test_output_of_another_run_is_refused(tiny_model_dir: Path, dev_file: Path, tmp_path: Path) -> None:
+    corpus = Dataset.from_dict({"text": CORPUS})
+    options = {**FAST_TRAINING, "max_steps": 2}
+    with pytest.raises(KeyboardInterrupt):
+        train_simcse(
+            tiny_model_dir,
+            corpus,
+            tmp_path / "out",
+            training_options=options,
+            dev_file=dev_file,
+            callbacks=[Interrupt(1)],
+        )
+    other = {**options, "seed": 7}
+    with pytest.raises(TrainingInputError, match="holds another run"):
+        train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
+    train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file, overwrite=True)
+    with pytest.raises(TrainingInputError, match="already exists"):
+        train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
+
+
+def test_corpus_smaller_than_a_batch(tiny_model_dir: Path, dev_file: Path, tmp_path: Path) -> None:
+    corpus = Dataset.from_dict({"text": CORPUS[:5]})
+    with pytest.raises(TrainingInputError, match="fewer than one batch"):
+        train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=FAST_TRAINING, dev_file=dev_file)
+    assert not (tmp_path / "out.partial").exists()
