@@ -29,6 +29,7 @@ from sentence_transformers import SentenceTransformer
 
 from distillcse_st.evaluation import evaluate_sts, read_sts_jsonl
 from distillcse_st.evaluation.sts_tasks import split_file
+from common import STS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_SLOWDOWN = 0.10
@@ -43,7 +44,7 @@ def timed(function, *args, **kwargs) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(get_model_path()), help="model dir (default: the MiniLM wheel)")
-    parser.add_argument("--data-dir", default="/work/shared/data/sts")
+    parser.add_argument("--data-dir", default=str(STS_DIR))
     parser.add_argument("--tasks", default="STS16,STSBenchmark", help="comma-separated task names")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from common import WIKI_CORPUS  # noqa: E402
 
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_name, "1")
@@ -46,7 +47,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
-CORPUS = Path(os.environ.get("DISTILLCSE_WIKI_CORPUS", "/work/shared/data/corpus/wiki_sentences.txt"))
+CORPUS = WIKI_CORPUS
 MAX_SEQ_LENGTH = 32
 STUDENT_LAYERS = 3
 MEMORY_LIMIT_MB = 16_000  # plain runs estimated above this are skipped

