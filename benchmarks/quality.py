@@ -56,6 +56,7 @@ logger = logging.getLogger("quality")
 
 RUNS = RESULTS / "quality_runs"
 QCACHE = CACHE / "quality"
+STEM = "quality"  # results/<STEM>.{json,md} and results/<STEM>_<table>_*.png
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": ["STSBenchmark"], "B": ["STSBenchmark", "SICK-R"]}  # see README: STS7 did not fit the CPU budget
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
@@ -651,8 +652,8 @@ def report() -> None:
     md += ["## Paper (BERT-base, 1M Wikipedia sentences, 5000 steps), STS avg of the seven tasks", "",
            "| model | STS avg |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in PAPER.items()] + [""]
     out["machine"] = machine_info()
-    write_json(RESULTS / "quality.json", out)
-    (RESULTS / "quality.md").write_text("\n".join(md), encoding="utf-8")
+    write_json(RESULTS / f"{STEM}.json", out)
+    (RESULTS / f"{STEM}.md").write_text("\n".join(md), encoding="utf-8")
     plots(tables)
     print("\n".join(md))
 
@@ -683,7 +684,7 @@ def plots(tables) -> None:
         ax.set_xlabel(f"Spearman x100, average of {', '.join(tasks)}" if len(tasks) < 7 else "STS avg (7 tasks)")
         ax.set_title(f"Table {table}: mean ± std over seeds")
         fig.tight_layout()
-        fig.savefig(RESULTS / f"quality_{table}_bars.png", dpi=110)
+        fig.savefig(RESULTS / f"{STEM}_{table}_bars.png", dpi=110)
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -704,7 +705,7 @@ def plots(tables) -> None:
         ax.set_title(f"Table {table}: STS-B dev during training")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(RESULTS / f"quality_{table}_dev_curves.png", dpi=110)
+        fig.savefig(RESULTS / f"{STEM}_{table}_dev_curves.png", dpi=110)
         plt.close(fig)
 
 
@@ -715,7 +716,13 @@ def main() -> int:
     parser.add_argument("--K", type=int, default=SETTINGS["K"])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if (args.steps, args.K) != (SETTINGS["steps"], SETTINGS["K"]):
+        # Other settings are another benchmark: its runs, caches and report must not mix with the default one.
+        global RUNS, QCACHE, STEM
+        tag = f"steps{args.steps}-K{args.K}"
+        RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{tag}", CACHE / f"quality-{tag}", f"quality-{tag}"
     SETTINGS["steps"] = args.steps
+    SETTINGS["eval_steps"] = max(SETTINGS["eval_steps"], args.steps // 4)
     SETTINGS["K"] = args.K
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("sentence_transformers", "transformers", "mteb", "datasets", "httpx"):
