@@ -58,11 +58,14 @@ def stack_teacher_embeddings(embeddings: Sequence[Tensor], weights: Sequence[flo
     )
 
 
-def similarity_from_stacked(stacked: Tensor) -> Tensor:
-    """The averaged teacher similarity of a batch from its :func:`stack_teacher_embeddings` rows."""
+def similarity_from_stacked(stacked: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """The averaged teacher similarity of a batch from its :func:`stack_teacher_embeddings` rows.
+
+    Against the rows of ``candidates`` (e.g. the whole batch gathered across processes) if given.
+    """
     with full_precision(stacked.device):
         stacked = stacked.float()
-        return stacked @ stacked.T
+        return stacked @ (stacked if candidates is None else candidates.float()).T
 
 
 def off_diagonal(matrix: Tensor, row_offset: int = 0) -> Tensor:

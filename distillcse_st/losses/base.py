@@ -18,7 +18,6 @@ from distillcse_st.similarity import (
     Divergence,
     duplicate_groups,
     duplicate_mask,
-    full_precision,
     in_batch_distillation_loss,
     simcse_contrastive_loss,
     similarity_from_stacked,
@@ -195,7 +194,8 @@ class DistillCSELoss(nn.Module):
         if self._gathering():
             input_ids = distributed.gather_token_rows(input_ids, pad_id=-1)
         groups = duplicate_groups(input_ids)
-        return groups if groups.unique().numel() < groups.numel() else None
+        # The ids are dense (0 .. number of distinct rows - 1), so a duplicate leaves the largest below B - 1.
+        return groups if int(groups.max()) + 1 < groups.numel() else None
 
     def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor | None:
         """The teacher similarity: from the live teachers, else from precomputed labels.
@@ -225,9 +225,7 @@ class DistillCSELoss(nn.Module):
         return similarity_from_stacked(labels)
 
     def _local_global_similarity(self, stacked: Tensor) -> Tensor:
-        with full_precision(stacked.device):
-            stacked = stacked.float()
-            return stacked @ distributed.all_gather(stacked).T
+        return similarity_from_stacked(stacked, distributed.all_gather(stacked))
 
     def check_labels(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor:
         """Validate a batch of precomputed teacher embeddings (see :func:`~distillcse_st.add_teacher_embeddings`).
