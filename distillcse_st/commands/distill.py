@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 
 from distillcse_st.training.arguments import (
-    add_corpus_options,
-    add_loss_options,
-    add_output_options,
-    add_training_options,
+    add_run_options,
+    corpus_from_args,
     loss_options,
     training_command,
     training_options,
@@ -60,19 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cache-dir", metavar="DIR", help="where precomputed teacher embeddings are cached (default: inside the run)"
     )
-    add_corpus_options(parser)
-    add_output_options(parser)
-    add_loss_options(parser)
-    add_training_options(parser)
+    add_run_options(parser)
     parser.set_defaults(func=run)
 
 
 @training_command
 def run(args: argparse.Namespace) -> int:
-    from distillcse_st.training.corpus import load_corpus
     from distillcse_st.training.stages import train_distill
 
-    corpus = load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+    corpus = corpus_from_args(args)
     record = train_distill(
         args.model,
         args.teachers,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 
 from distillcse_st.training.arguments import (
-    add_corpus_options,
-    add_loss_options,
-    add_output_options,
-    add_training_options,
+    add_run_options,
+    corpus_from_args,
     loss_options,
     training_command,
     training_options,
@@ -38,19 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--components", type=int, default=2, metavar="K", help="SimCSE teacher components (default: 2)"
     )
     parser.add_argument("--rounds", type=int, default=1, metavar="R", help="distillation rounds (default: 1)")
-    add_corpus_options(parser)
-    add_output_options(parser)
-    add_loss_options(parser)
-    add_training_options(parser)
+    add_run_options(parser)
     parser.set_defaults(func=run)
 
 
 @training_command
 def run(args: argparse.Namespace) -> int:
-    from distillcse_st.training.corpus import load_corpus
     from distillcse_st.training.self_train import self_train
 
-    corpus = load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+    corpus = corpus_from_args(args)
     summary = self_train(
         args.model,
         corpus,

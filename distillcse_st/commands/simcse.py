@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 
 from distillcse_st.training.arguments import (
-    add_corpus_options,
-    add_loss_options,
-    add_output_options,
-    add_training_options,
+    add_run_options,
+    corpus_from_args,
     loss_options,
     training_command,
     training_options,
@@ -30,19 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="SentenceTransformer model to train")
-    add_corpus_options(parser)
-    add_output_options(parser)
-    add_loss_options(parser, distillation=False)
-    add_training_options(parser)
+    add_run_options(parser, distillation=False)
     parser.set_defaults(func=run)
 
 
 @training_command
 def run(args: argparse.Namespace) -> int:
-    from distillcse_st.training.corpus import load_corpus
     from distillcse_st.training.stages import train_simcse
 
-    corpus = load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+    corpus = corpus_from_args(args)
     record = train_simcse(
         args.model,
         corpus,

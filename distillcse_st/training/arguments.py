@@ -12,11 +12,14 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distillcse_st.cli import UserError
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS
 from distillcse_st.training.errors import TrainingInputError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
     "learning_rate": (float, "peak learning rate"),
@@ -50,6 +53,21 @@ def add_corpus_options(parser: argparse.ArgumentParser, required: bool = True) -
     group.add_argument("--text-field", metavar="NAME", help="text field of a .jsonl corpus")
     group.add_argument("--column", metavar="NAME", help="text column of a .csv/.tsv corpus or datasets directory")
     group.add_argument("--max-sentences", type=int, metavar="N", help="use only the first N sentences")
+
+
+def corpus_from_args(args: argparse.Namespace) -> Dataset:
+    """The corpus named by the options of :func:`add_corpus_options`."""
+    from distillcse_st.training.corpus import load_corpus
+
+    return load_corpus(args.corpus, args.text_field, args.column, args.max_sentences)
+
+
+def add_run_options(parser: argparse.ArgumentParser, distillation: bool = True) -> None:
+    """The corpus, output, loss and training option groups of a command that trains on a corpus."""
+    add_corpus_options(parser)
+    add_output_options(parser)
+    add_loss_options(parser, distillation=distillation)
+    add_training_options(parser)
 
 
 def add_output_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:
