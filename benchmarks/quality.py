@@ -11,11 +11,12 @@ round. Scores on STS-B test and SICK-R (STS12-16 share many sentences with STS-B
 
 Every run: same steps, batch, learning rate and max length within a table; STS-B dev evaluated every
 ``eval_steps`` and the best checkpoint kept (selected on dev only); the kept model is evaluated once.
-Resumable: each finished run writes ``results/quality_runs/<table>/<row>-seed<k>.json`` and is skipped
-when run again; trained models and teacher embeddings are cached under ``benchmarks/cache/quality``.
+Resumable: each finished run writes ``results/quality_runs-steps<S>-K<K>/<table>/<row>-seed<k>.json`` and
+is skipped when run again (or only re-scored, when the table's task list grew); trained models and
+teacher embeddings are cached under ``benchmarks/cache/quality-steps<S>-K<K>``.
 
     python benchmarks/quality.py              # run whatever is not finished yet (long: background it)
-    python benchmarks/quality.py --report     # rebuild results/quality.{json,md} and the plots
+    python benchmarks/quality.py --report     # rebuild results/quality-steps<S>-K<K>.{json,md} and the plots
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from common import (  # noqa: E402
     MAX_SEQ_LENGTH,
     RESULTS,
     STS_DIR,
+    load_mpnet,
     load_teacher,
     machine_info,
     pruned_student,
@@ -54,16 +56,15 @@ from torch import nn  # noqa: E402
 
 logger = logging.getLogger("quality")
 
-RUNS = RESULTS / "quality_runs"
-QCACHE = CACHE / "quality"
-STEM = "quality"  # results/<STEM>.{json,md} and results/<STEM>_<table>_*.png
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
-TASKS = {"A": ["STSBenchmark"], "B": ["STSBenchmark", "SICK-R"]}  # see README: STS7 did not fit the CPU budget
+TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
+K_LARGE = 4  # table B's larger ensemble: SimCSE seeds 0..3
+LR_SWEEP = (5e-5, 1e-4, 2e-4)
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 DEV_KEY = "eval_sts-dev_spearman_cosine"
 
 SETTINGS = {
-    "steps": 30,
+    "steps": 150,
     "batch_size": 64,
     "max_seq_length": MAX_SEQ_LENGTH,
     "eval_steps": 15,
@@ -73,6 +74,18 @@ SETTINGS = {
     "warmup_ratio": 0.0,
     "scheduler": "linear",
 }
+
+
+
+def configure(steps: int, K: int) -> None:
+    """Settings, run dir, cache and report names: each (steps, K) is its own benchmark, never mixed."""
+    global RUNS, QCACHE, STEM
+    SETTINGS.update(steps=steps, K=K, eval_steps=max(15, steps // 4))
+    tag = f"steps{steps}-K{K}"
+    RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{tag}", CACHE / f"quality-{tag}", f"quality-{tag}"
+
+
+configure(SETTINGS["steps"], SETTINGS["K"])
 
 PAPER = {  # DistillCSE paper, BERT-base, STS avg of the seven tasks (docs/method.md)
     "SimCSE": 76.25,
@@ -91,6 +104,7 @@ ROW_LABELS = {
         "vanilla-kd": "GroupPDistillLoss, group_p=None (vanilla KD)",
         "group-p": "GroupPDistillLoss, group_p=0.1",
         "group-p+embed-distill": "GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)",
+        "multi-teacher": "MultiTeacherAvgLoss p=0.1, components MiniLM-L6 + mpnet-base",
     },
     "B": {
         "initial-student": "initial student (pruned MiniLM)",
@@ -99,6 +113,8 @@ ROW_LABELS = {
         "group-p": "Group-P only, p=0.1 (teacher: SimCSE seed 0)",
         "components": "components only (K SimCSE teachers, no Group-P)",
         "distillcse": "DistillCSE (K components + Group-P p=0.1)",
+        "components-K4": f"components only, K={K_LARGE}",
+        "distillcse-K4": f"DistillCSE, K={K_LARGE}",
         "round-2": "round 2: Group-P p=0.1 from the DistillCSE student",
     },
 }
@@ -220,18 +236,9 @@ def build_loss(kind: str, model, group_p: float | None):
 
 
 def dev_evaluator():
-    try:
-        from distillcse_st.evaluation import sts_dev_evaluator
+    from distillcse_st.evaluation import sts_dev_evaluator
 
-        return sts_dev_evaluator(STS_DIR / "STSBenchmark-dev.jsonl", batch_size=128)
-    except ImportError:  # pragma: no cover
-        from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-        rows = [json.loads(line) for line in open(STS_DIR / "STSBenchmark-dev.jsonl", encoding="utf-8")]
-        return EmbeddingSimilarityEvaluator(
-            [r["sentence1"] for r in rows], [r["sentence2"] for r in rows], [r["score"] for r in rows],
-            name="sts-dev", batch_size=128,
-        )
+    return sts_dev_evaluator(STS_DIR / "STSBenchmark-dev.jsonl", batch_size=128)
 
 
 def dev_score(model) -> float:
@@ -375,6 +382,12 @@ def run_path(table: str, row: str, seed: int | None) -> Path:
     return RUNS / table / (f"{row}.json" if seed is None else f"{row}-seed{seed}.json")
 
 
+def is_done(table: str, row: str, seed: int | None) -> bool:
+    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained)."""
+    path = run_path(table, row, seed)
+    return path.is_file() and set(TASKS[table]) <= set(read_json(path)["scores"])
+
+
 def finish_run(table: str, row: str, seed: int | None, record: dict[str, Any] | None, model, extra=None) -> None:
     scores = final_scores(model, TASKS[table])
     result = {
@@ -395,7 +408,7 @@ def finish_run(table: str, row: str, seed: int | None, record: dict[str, Any] | 
 
 
 def eval_only(table: str, row: str, factory: Callable[[], Any]) -> None:
-    if run_path(table, row, None).is_file():
+    if is_done(table, row, None):
         return
     model = factory()
     model.max_seq_length = MAX_SEQ_LENGTH
@@ -404,12 +417,29 @@ def eval_only(table: str, row: str, factory: Callable[[], Any]) -> None:
 
 
 def chosen_lr() -> float:
-    """The table-wide learning rate. Not tuned: the CPU budget did not allow an lr sweep (see README)."""
+    """The table-wide learning rate, fixed a priori; ``lr_sweep`` checks it on STS-B dev afterwards."""
     path = RUNS / "A" / "lr-selection.json"
     if not path.is_file():
         write_json(path, {"chosen_lr": SETTINGS["lr"], "tuned": False,
-                          "note": "fixed a priori (no dev sweep fitted the CPU budget); used for every trained row"})
+                          "note": "fixed a priori and used for every trained row; see lr-sweep.json for the dev check"})
     return read_json(path)["chosen_lr"]
+
+
+def lr_sweep(table: str, rows: Sequence[str]) -> None:
+    """Train ``rows`` (seed 0) at every lr of ``LR_SWEEP`` and record their best STS-B dev (no test task is read)."""
+    path = RUNS / table / "lr-sweep.json"
+    sweep = read_json(path) if path.is_file() else {"rows": {}}
+    for row in rows:
+        for lr in LR_SWEEP:
+            if f"{lr:g}" in sweep["rows"].get(row, {}):
+                continue
+            record = run_a(row, 0, lr=lr, train_only=True) if table == "A" else run_b(row, 0, lr=lr, train_only=True)
+            sweep["rows"].setdefault(row, {})[f"{lr:g}"] = record["best_dev"]
+            mean_dev = {f"{x:g}": np.mean([d[f"{x:g}"] for d in sweep["rows"].values() if f"{x:g}" in d])
+                        for x in LR_SWEEP}
+            sweep.update(mean_dev=mean_dev, best_lr_on_dev=max(mean_dev, key=mean_dev.get),
+                         table_lr=f"{chosen_lr():g}", machine=machine_info())
+            write_json(path, sweep)
 
 
 A_ROWS = {  # row -> (loss kind, group_p)
@@ -418,26 +448,45 @@ A_ROWS = {  # row -> (loss kind, group_p)
     "vanilla-kd": ("single", None),
     "group-p": ("single", SETTINGS["group_p"]),
     "group-p+embed-distill": ("single+embed", SETTINGS["group_p"]),
+    "multi-teacher": ("multi", SETTINGS["group_p"]),
 }
 
 
-def run_a(row: str, seed: int) -> None:
+def a_labels(row: str, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Table A's precomputed teacher: MiniLM-L6, or MiniLM-L6 + mpnet-base averaged for ``multi-teacher``."""
+    from distillcse_st.similarity import stack_teacher_embeddings
+
+    minilm = teacher_embeddings("A-minilm", texts, lambda: load_teacher())
+    if row != "multi-teacher":
+        return minilm, {}
+    mpnet = teacher_embeddings("A-mpnet", texts, lambda: load_mpnet())
+    dev_path = QCACHE / "mpnet-dev.json"
+    if not dev_path.is_file():
+        write_json(dev_path, {"dev": dev_score(load_mpnet(MAX_SEQ_LENGTH))})
+    stacked = stack_teacher_embeddings([torch.from_numpy(minilm), torch.from_numpy(mpnet)], [0.5, 0.5]).numpy()
+    return stacked, {"components": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"], "weights": [0.5, 0.5],
+                     "mpnet_dev": read_json(dev_path)["dev"]}
+
+
+def run_a(row: str, seed: int, lr: float | None = None, train_only: bool = False) -> dict[str, Any] | None:
     from sentence_transformers import SentenceTransformer
 
-    if run_path("A", row, seed).is_file():
-        return
-    lr = chosen_lr()
+    if not train_only and is_done("A", row, seed):
+        return None
+    lr = lr or chosen_lr()
     texts = corpus_a(SETTINGS["steps"], SETTINGS["batch_size"])
-    labels = teacher_embeddings("A-minilm", texts, lambda: load_teacher())
+    labels, extra = a_labels(row, texts)
     kind, group_p = A_ROWS[row]
     record = train(f"A/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
-    finish_run("A", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"))
+    if not train_only:
+        finish_run("A", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
+    return record
 
 
 def teacher_row() -> None:
     """The teacher's STS7 scores: reuse benchmarks/results/minilm_mteb_sts.json (same evaluator) if present."""
     path = run_path("A", "teacher", None)
-    if path.is_file():
+    if is_done("A", "teacher", None):
         return
     other = RESULTS / "minilm_mteb_sts.json"
     if other.is_file():
@@ -493,14 +542,14 @@ def b_teacher_labels(teacher_records: Sequence[dict[str, Any]], keys: Sequence[s
     return stack_teacher_embeddings(arrays, [1.0 / len(arrays)] * len(arrays)).numpy()
 
 
-def run_b(row: str, seed: int) -> None:
+def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False) -> dict[str, Any] | None:
     from sentence_transformers import SentenceTransformer
 
-    if run_path("B", row, seed).is_file():
-        return
-    lr = chosen_lr()
+    if not train_only and is_done("B", row, seed):
+        return None
+    lr = lr or chosen_lr()
     texts, stats = corpus_b()
-    K = SETTINGS["K"]
+    K = K_LARGE if row.endswith("-K4") else SETTINGS["K"]
     extra = {"corpus": stats}
     if row == "simcse":
         record = simcse_model(seed, lr)
@@ -508,7 +557,7 @@ def run_b(row: str, seed: int) -> None:
         if row in ("vanilla-kd", "group-p"):
             teachers = [simcse_model(0, lr)]
             keys = [f"B-simcse-seed0-lr{lr:g}"]
-        elif row in ("components", "distillcse"):
+        elif row in ("components", "distillcse", "components-K4", "distillcse-K4"):
             teachers = [simcse_model(s, lr) for s in range(K)]
             keys = [f"B-simcse-seed{s}-lr{lr:g}" for s in range(K)]
         elif row == "round-2":
@@ -523,11 +572,15 @@ def run_b(row: str, seed: int) -> None:
             "group-p": ("single", SETTINGS["group_p"]),
             "components": ("multi", None),
             "distillcse": ("multi", SETTINGS["group_p"]),
+            "components-K4": ("multi", None),
+            "distillcse-K4": ("multi", SETTINGS["group_p"]),
             "round-2": ("single", SETTINGS["group_p"]),
         }[row]
         record = train(f"B/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
         extra["teachers"] = [t["name"] for t in teachers]
-    finish_run("B", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
+    if not train_only:
+        finish_run("B", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
+    return record
 
 
 def b_initial_row() -> None:
@@ -567,11 +620,18 @@ def plan() -> list[Callable[[], None]]:
     steps += [lambda r=r: run_b(r, 1) for r in ("distillcse", "vanilla-kd")]
     steps += [lambda: run_a("group-p+embed-distill", 0)]
     steps += [lambda: [run_a(r, 2) for r in best_rows_on_dev()]]
-    steps += [lambda r=r: run_b(r, 2) for r in ("distillcse", "vanilla-kd")]
-    steps += [lambda: run_b("simcse", 2)]
-    steps += [lambda r=r: run_b(r, 1) for r in ("group-p", "components")]
-    steps += [lambda: run_b("round-2", 0)]
+    steps += [lambda r=r, s=s: run_b(r, s) for s in (1, 2) for r in ("group-p", "distillcse", "vanilla-kd", "simcse")]
+    steps += [lambda r=r, s=s: run_a(r, s) for s in (1, 2) for r in ("vanilla-kd", "group-p")]
+    steps += [lambda: run_a("multi-teacher", 0), lambda: run_b("simcse", 3), lambda: run_b("distillcse-K4", 0),
+              lambda: run_b("components-K4", 0)]
+    steps += [lambda: lr_sweep("A", ("embed-distill-cosine", "group-p"))]
+    steps += [lambda s=s: run_a("multi-teacher", s) for s in (1, 2)]
+    steps += [lambda s=s: run_b("distillcse-K4", s) for s in (1, 2)]
+    steps += [lambda: run_b("components", 1), lambda: run_b("round-2", 0)]
+    steps += [lambda: lr_sweep("B", ("simcse",))]
     steps += [lambda s=s: [run_a(r, s) for r in A_ROWS] for s in (1, 2)]
+    steps += [lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")]
+              for s in (1, 2)]
     return steps
 
 
@@ -590,8 +650,13 @@ def collect() -> dict[str, dict[str, list[dict[str, Any]]]]:
     return tables
 
 
+def scored_tasks(table: str, rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The table's tasks that every run was scored on (older runs may predate a longer task list)."""
+    return [t for t in TASKS[table] if all(t in r["scores"] for runs in rows.values() for r in runs)]
+
+
 def summarise(runs: list[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
-    averages = np.array([r["average"] for r in runs])
+    averages = np.array([np.mean([r["scores"][t] for t in tasks]) for r in runs])
     per_task = {t: float(np.mean([r["scores"][t] for r in runs])) for t in tasks}
     devs = [r["train"]["best_dev"] if r.get("train") else r.get("dev") for r in runs]
     return {
@@ -621,21 +686,21 @@ def report() -> None:
     md = ["# Quality benchmark results", "",
           f"Steps {SETTINGS['steps']}, batch {SETTINGS['batch_size']}, max length {SETTINGS['max_seq_length']}, "
           f"STS-B dev every {SETTINGS['eval_steps']} steps (best kept), linear decay, no warm-up, "
-          f"lr {out.get('lr_selection', {}).get('chosen_lr', '?')} for every trained row (fixed a priori, not tuned: "
-          "no lr sweep fitted the CPU budget). Spearman x100 of cosine similarity (MTEB main score, "
+          f"lr {out.get('lr_selection', {}).get('chosen_lr', '?')} for every trained row (fixed a priori; the "
+          "STS-B dev sweep below checks it). Spearman x100 of cosine similarity (MTEB main score, "
           "`distillcse_st.evaluation.evaluate_sts`, local data); mean ± sample std over seeds; n = number of seeds. "
           "Models are selected on STS-B dev only.", ""]
     for table in ("A", "B"):
-        tasks = TASKS[table]
         rows = tables[table]
+        tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
         out["tables"][table] = {row: {"label": ROW_LABELS[table][row], **summaries[row],
                                       "runs": [{k: r[k] for k in ("seed", "scores", "average")} | {
                                           "best_dev": (r.get("train") or {}).get("best_dev", r.get("dev"))}
                                           for r in runs]}
                                 for row, runs in rows.items()}
-        title = "A: compression (MiniLM-L6 -> 3 layers), STS-B test" if table == "A" else \
-            f"B: self-training on STS-B train sentences (K = {SETTINGS['K']}), STS-B test and SICK-R"
+        title = f"A: compression (MiniLM-L6 -> 3 layers), {', '.join(tasks)}" if table == "A" else \
+            f"B: self-training on STS-B train sentences (K = {SETTINGS['K']} unless named), {', '.join(tasks)}"
         md += [f"## Table {title}", "",
                "| row | " + " | ".join(tasks) + " | avg (mean ± std, n) | STS-B dev |",
                "|---|" + "---|" * len(tasks) + "---|---|"]
@@ -643,12 +708,21 @@ def report() -> None:
             md.append(f"| {ROW_LABELS[table][row]} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
                       + f" | {fmt(s)} | " + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |")
         md.append("")
-        teacher = rows.get("teacher", [{}])[0] if table == "A" else {}
-        if teacher.get("sts7_scores"):
-            md += ["The teacher's seven-task scores (same evaluator): "
-                   + ", ".join(f"{t} {v:.2f}" for t, v in teacher["sts7_scores"].items())
-                   + f"; average {teacher['sts7_average']:.2f}. The seven-task evaluation of every trained row "
-                   "did not fit the CPU budget, so table A reports STS-B test.", ""]
+        multi = rows.get("multi-teacher", [{}])[0]
+        if multi.get("mpnet_dev") is not None:
+            md += [f"all-mpnet-base-v2 (the second component) scores {multi['mpnet_dev']:.2f} on STS-B dev "
+                   "(max length 32).", ""]
+        sweep_path = RUNS / table / "lr-sweep.json"
+        if sweep_path.is_file():
+            sweep = read_json(sweep_path)
+            out["tables"][table]["lr_sweep"] = sweep
+            md += ["STS-B dev learning-rate sweep (seed 0, best dev during training):", "",
+                   "| row | " + " | ".join(f"lr {lr:g}" for lr in LR_SWEEP) + " |",
+                   "|---|" + "---|" * len(LR_SWEEP)]
+            md += [f"| {row} | " + " | ".join(f"{devs[f'{lr:g}']:.2f}" if f"{lr:g}" in devs else "" for lr in LR_SWEEP)
+                   + " |" for row, devs in sweep["rows"].items()]
+            md += ["", f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
+                   f"{sweep['table_lr']}.", ""]
     md += ["## Paper (BERT-base, 1M Wikipedia sentences, 5000 steps), STS avg of the seven tasks", "",
            "| model | STS avg |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in PAPER.items()] + [""]
     out["machine"] = machine_info()
@@ -667,7 +741,7 @@ def plots(tables) -> None:
     for table, rows in tables.items():
         if not rows:
             continue
-        tasks = TASKS[table]
+        tasks = scored_tasks(table, rows)
         names = list(rows)
         s = [summarise(rows[r], tasks) for r in names]
         means = [x["average_mean"] for x in s]
@@ -716,14 +790,7 @@ def main() -> int:
     parser.add_argument("--K", type=int, default=SETTINGS["K"])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if (args.steps, args.K) != (SETTINGS["steps"], SETTINGS["K"]):
-        # Other settings are another benchmark: its runs, caches and report must not mix with the default one.
-        global RUNS, QCACHE, STEM
-        tag = f"steps{args.steps}-K{args.K}"
-        RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{tag}", CACHE / f"quality-{tag}", f"quality-{tag}"
-    SETTINGS["steps"] = args.steps
-    SETTINGS["eval_steps"] = max(SETTINGS["eval_steps"], args.steps // 4)
-    SETTINGS["K"] = args.K
+    configure(args.steps, args.K)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("sentence_transformers", "transformers", "mteb", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
