@@ -59,7 +59,8 @@ logger = logging.getLogger("quality")
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
 K_LARGE = 4  # table B's larger ensemble: SimCSE seeds 0..3
-LR_SWEEP = (5e-5, 1e-4, 2e-4)
+LR_SWEEP = (5e-5, 1e-4, 2e-4, 4e-4)
+DEFAULT_LR = 1e-4
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 DEV_KEY = "eval_sts-dev_spearman_cosine"
 
@@ -68,7 +69,8 @@ SETTINGS = {
     "batch_size": 64,
     "max_seq_length": MAX_SEQ_LENGTH,
     "eval_steps": 15,
-    "lr": 1e-4,
+    "lr": DEFAULT_LR,
+    "lr_source": "fixed a priori",
     "group_p": 0.1,
     "K": 2,
     "warmup_ratio": 0.0,
@@ -77,12 +79,16 @@ SETTINGS = {
 
 
 
-def configure(steps: int, K: int) -> None:
-    """Settings, run dir, cache and report names: each (steps, K) is its own benchmark, never mixed."""
+def configure(steps: int, K: int, lr: float = DEFAULT_LR, lr_source: str = "fixed a priori") -> None:
+    """Settings, run dir, cache and report names: each (steps, K, lr) is its own benchmark, never mixed.
+
+    The cache is shared by every lr of the same (steps, K): model and teacher names carry their lr.
+    """
     global RUNS, QCACHE, STEM
-    SETTINGS.update(steps=steps, K=K, eval_steps=max(15, steps // 4))
+    SETTINGS.update(steps=steps, K=K, eval_steps=max(15, steps // 4), lr=lr, lr_source=lr_source)
     tag = f"steps{steps}-K{K}"
-    RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{tag}", CACHE / f"quality-{tag}", f"quality-{tag}"
+    run_tag = tag if lr == DEFAULT_LR else f"{tag}-lr{lr:g}"
+    RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{run_tag}", CACHE / f"quality-{tag}", f"quality-{run_tag}"
 
 
 configure(SETTINGS["steps"], SETTINGS["K"])
@@ -417,12 +423,20 @@ def eval_only(table: str, row: str, factory: Callable[[], Any]) -> None:
 
 
 def chosen_lr() -> float:
-    """The table-wide learning rate, fixed a priori; ``lr_sweep`` checks it on STS-B dev afterwards."""
+    """The learning rate of every trained row of this benchmark (``--lr``), recorded with where it came from."""
     path = RUNS / "A" / "lr-selection.json"
     if not path.is_file():
-        write_json(path, {"chosen_lr": SETTINGS["lr"], "tuned": False,
-                          "note": "fixed a priori and used for every trained row; see lr-sweep.json for the dev check"})
+        write_json(path, {"chosen_lr": SETTINGS["lr"], "tuned": SETTINGS["lr_source"] != "fixed a priori",
+                          "note": f"{SETTINGS['lr_source']}; used for every trained row"})
     return read_json(path)["chosen_lr"]
+
+
+def dev_chosen_lr(table: str) -> float:
+    """The best lr on STS-B dev of the default-lr benchmark's sweep for ``table`` (run ``--sweep`` first)."""
+    path = RESULTS / f"quality_runs-steps{SETTINGS['steps']}-K{SETTINGS['K']}" / table / "lr-sweep.json"
+    if not path.is_file():
+        raise SystemExit(f"no lr sweep at {path}: run `quality.py --sweep --tables {table}` first")
+    return float(read_json(path)["best_lr_on_dev"])
 
 
 def lr_sweep(table: str, rows: Sequence[str]) -> None:
@@ -598,39 +612,40 @@ def best_rows_on_dev() -> tuple[str, str]:
     return builtin, ours
 
 
-def plan() -> list[Callable[[], None]]:
-    """The run queue, most important first; rerunning skips what is finished."""
-    steps: list[Callable[[], None]] = [
-        lambda: eval_only("A", "initial-student", pruned_student),
-        lambda: run_a("group-p", 0),
-        lambda: run_a("embed-distill-cosine", 0),
-        lambda: run_b("simcse", 0),
-        lambda: run_b("simcse", 1),
-        lambda: run_b("distillcse", 0),
-        lambda: run_b("vanilla-kd", 0),
-        b_initial_row,
-        lambda: run_b("group-p", 0),
-        lambda: run_b("components", 0),
-        lambda: run_a("mse", 0),
-        lambda: run_a("vanilla-kd", 0),
-        teacher_row,
+SWEEP_ROWS = {"A": ("embed-distill-cosine", "group-p"), "B": ("simcse",)}
+
+
+def plan() -> list[tuple[str, Callable[[], None]]]:
+    """The run queue as (table, step), most important first; rerunning skips what is finished."""
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("A", lambda: eval_only("A", "initial-student", pruned_student)),
+        ("A", lambda: run_a("group-p", 0)),
+        ("A", lambda: run_a("embed-distill-cosine", 0)),
+        ("B", lambda: run_b("simcse", 0)),
+        ("B", lambda: run_b("simcse", 1)),
+        ("B", lambda: run_b("distillcse", 0)),
+        ("B", lambda: run_b("vanilla-kd", 0)),
+        ("B", b_initial_row),
+        ("B", lambda: run_b("group-p", 0)),
+        ("B", lambda: run_b("components", 0)),
+        ("A", lambda: run_a("mse", 0)),
+        ("A", lambda: run_a("vanilla-kd", 0)),
+        ("A", teacher_row),
     ]
     # then more seeds: the best ST built-in and the best DistillCSE row of A (chosen on dev), B's key rows
-    steps += [lambda: [run_a(r, 1) for r in best_rows_on_dev()]]
-    steps += [lambda r=r: run_b(r, 1) for r in ("distillcse", "vanilla-kd")]
-    steps += [lambda: run_a("group-p+embed-distill", 0)]
-    steps += [lambda: [run_a(r, 2) for r in best_rows_on_dev()]]
-    steps += [lambda r=r, s=s: run_b(r, s) for s in (1, 2) for r in ("group-p", "distillcse", "vanilla-kd", "simcse")]
-    steps += [lambda r=r, s=s: run_a(r, s) for s in (1, 2) for r in ("vanilla-kd", "group-p")]
-    steps += [lambda: run_a("multi-teacher", 0), lambda: run_b("simcse", 3), lambda: run_b("distillcse-K4", 0),
-              lambda: run_b("components-K4", 0)]
-    steps += [lambda: lr_sweep("A", ("embed-distill-cosine", "group-p"))]
-    steps += [lambda s=s: run_a("multi-teacher", s) for s in (1, 2)]
-    steps += [lambda s=s: run_b("distillcse-K4", s) for s in (1, 2)]
-    steps += [lambda: run_b("components", 1), lambda: run_b("round-2", 0)]
-    steps += [lambda: lr_sweep("B", ("simcse",))]
-    steps += [lambda s=s: [run_a(r, s) for r in A_ROWS] for s in (1, 2)]
-    steps += [lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")]
+    steps += [("A", lambda: [run_a(r, 1) for r in best_rows_on_dev()])]
+    steps += [("B", lambda r=r: run_b(r, 1)) for r in ("distillcse", "vanilla-kd")]
+    steps += [("A", lambda: run_a("group-p+embed-distill", 0))]
+    steps += [("A", lambda: [run_a(r, 2) for r in best_rows_on_dev()])]
+    steps += [("B", lambda r=r, s=s: run_b(r, s)) for s in (1, 2) for r in ("group-p", "distillcse", "vanilla-kd", "simcse")]
+    steps += [("A", lambda r=r, s=s: run_a(r, s)) for s in (1, 2) for r in ("vanilla-kd", "group-p")]
+    steps += [("A", lambda: run_a("multi-teacher", 0)), ("B", lambda: run_b("simcse", 3)),
+              ("B", lambda: run_b("distillcse-K4", 0)), ("B", lambda: run_b("components-K4", 0))]
+    steps += [("A", lambda s=s: run_a("multi-teacher", s)) for s in (1, 2)]
+    steps += [("B", lambda s=s: run_b("distillcse-K4", s)) for s in (1, 2)]
+    steps += [("B", lambda: run_b("components", 1)), ("B", lambda: run_b("round-2", 0))]
+    steps += [("A", lambda s=s: [run_a(r, s) for r in A_ROWS]) for s in (1, 2)]
+    steps += [("B", lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")])
               for s in (1, 2)]
     return steps
 
@@ -686,8 +701,8 @@ def report() -> None:
     md = ["# Quality benchmark results", "",
           f"Steps {SETTINGS['steps']}, batch {SETTINGS['batch_size']}, max length {SETTINGS['max_seq_length']}, "
           f"STS-B dev every {SETTINGS['eval_steps']} steps (best kept), linear decay, no warm-up, "
-          f"lr {out.get('lr_selection', {}).get('chosen_lr', '?')} for every trained row (fixed a priori; the "
-          "STS-B dev sweep below checks it). Spearman x100 of cosine similarity (MTEB main score, "
+          f"lr {out.get('lr_selection', {}).get('chosen_lr', '?')} for every trained row "
+          f"({out.get('lr_selection', {}).get('note', '?')}). Spearman x100 of cosine similarity (MTEB main score, "
           "`distillcse_st.evaluation.evaluate_sts`, local data); mean ± sample std over seeds; n = number of seeds. "
           "Models are selected on STS-B dev only.", ""]
     for table in ("A", "B"):
@@ -802,9 +817,25 @@ def main() -> int:
     parser.add_argument("--report", action="store_true", help="only rebuild results/quality.{json,md} and plots")
     parser.add_argument("--steps", type=int, default=SETTINGS["steps"])
     parser.add_argument("--K", type=int, default=SETTINGS["K"])
+    parser.add_argument("--lr", default=f"{DEFAULT_LR:g}",
+                        help="learning rate of every trained row, or 'dev': the best of the --sweep on STS-B dev "
+                             "(needs exactly one table in --tables); runs other than the default go to their own dir")
+    parser.add_argument("--tables", default="AB", help="tables to run: A, B or AB (default)")
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"only the STS-B dev lr sweep ({', '.join(f'{x:g}' for x in LR_SWEEP)}) of --tables")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    tables = sorted(set(args.tables.upper()))
+    if not tables or not set(tables) <= {"A", "B"}:
+        parser.error("--tables takes A, B or AB")
     configure(args.steps, args.K)
+    if args.lr == "dev":
+        if len(tables) != 1:
+            parser.error("--lr dev needs exactly one table in --tables")
+        configure(args.steps, args.K, dev_chosen_lr(tables[0]), "chosen on STS-B dev by the lr sweep of the "
+                  f"lr-{DEFAULT_LR:g} benchmark")
+    elif float(args.lr) != DEFAULT_LR:
+        configure(args.steps, args.K, float(args.lr), "set with --lr")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("sentence_transformers", "transformers", "mteb", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -813,9 +844,14 @@ def main() -> int:
     if args.report:
         report()
         return 0
-    for step in plan():
-        step()
-        report_quietly()
+    if args.sweep:
+        for table in tables:
+            lr_sweep(table, SWEEP_ROWS[table])
+    else:
+        for table, step in plan():
+            if table in tables:
+                step()
+                report_quietly()
     report()
     return 0
 
