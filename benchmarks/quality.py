@@ -79,6 +79,12 @@ SETTINGS = {
 
 
 
+def run_tag(steps: int, K: int, lr: float = DEFAULT_LR) -> str:
+    """The name of one benchmark's run dir and report: ``steps<S>-K<K>``, plus ``-lr<lr>`` off the default lr."""
+    tag = f"steps{steps}-K{K}"
+    return tag if lr == DEFAULT_LR else f"{tag}-lr{lr:g}"
+
+
 def configure(steps: int, K: int, lr: float = DEFAULT_LR, lr_source: str = "fixed a priori") -> None:
     """Settings, run dir, cache and report names: each (steps, K, lr) is its own benchmark, never mixed.
 
@@ -86,9 +92,8 @@ def configure(steps: int, K: int, lr: float = DEFAULT_LR, lr_source: str = "fixe
     """
     global RUNS, QCACHE, STEM
     SETTINGS.update(steps=steps, K=K, eval_steps=max(15, steps // 4), lr=lr, lr_source=lr_source)
-    tag = f"steps{steps}-K{K}"
-    run_tag = tag if lr == DEFAULT_LR else f"{tag}-lr{lr:g}"
-    RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{run_tag}", CACHE / f"quality-{tag}", f"quality-{run_tag}"
+    tag = run_tag(steps, K, lr)
+    RUNS, QCACHE, STEM = RESULTS / f"quality_runs-{tag}", CACHE / f"quality-{run_tag(steps, K)}", f"quality-{tag}"
 
 
 configure(SETTINGS["steps"], SETTINGS["K"])
@@ -436,7 +441,7 @@ def chosen_lr() -> float:
 
 def dev_chosen_lr(table: str) -> float:
     """The best lr on STS-B dev of the default-lr benchmark's sweep for ``table`` (run ``--sweep`` first)."""
-    path = RESULTS / f"quality_runs-steps{SETTINGS['steps']}-K{SETTINGS['K']}" / table / "lr-sweep.json"
+    path = RESULTS / f"quality_runs-{run_tag(SETTINGS['steps'], SETTINGS['K'])}" / table / "lr-sweep.json"
     if not path.is_file():
         raise SystemExit(f"no lr sweep at {path}: run `quality.py --sweep --tables {table}` first")
     return float(read_json(path)["best_lr_on_dev"])
