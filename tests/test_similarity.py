@@ -18,8 +18,8 @@ from distillcse_st.similarity import (
     off_diagonal,
     probability_groups,
     shuffle_within_groups,
-    similarity_from_stacked,
     simcse_contrastive_loss,
+    similarity_from_stacked,
     stack_teacher_embeddings,
     weighted_similarity,
 )

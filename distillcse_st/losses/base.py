@@ -110,7 +110,9 @@ class DistillCSELoss(nn.Module):
         self.teachers = None if teachers is None else TeacherEnsemble(model, teachers, weights)
         self.weights = None if self.teachers is None else self.teachers.weights
         if teachers is None and weights is not None:
-            raise ValueError("weights belong to live teachers; for precomputed ones pass them to add_teacher_embeddings.")
+            raise ValueError(
+                "weights belong to live teachers; for precomputed ones pass them to add_teacher_embeddings."
+            )
         self.group_p = None if group_p is None else float(group_p)
         self.group_size = group_size
         self.group_temperature = _check_positive("group_temperature", group_temperature)

@@ -1,4 +1,7 @@
-"""The benchmark code whose mistakes would silently change published numbers: test leakage, re-scoring, Group-P reference."""
+"""The benchmark code whose mistakes would silently change published numbers.
+
+Test leakage, re-scoring, the Group-P reference.
+"""
 
 from __future__ import annotations
 

@@ -130,7 +130,9 @@ def reference_with_same_masks(loss, features, labels, seed):
     teacher_similarity = loss.teacher_similarity(features, labels)
     ranges = _minibatch_ranges(features, loss.mini_batch_size)
     views = [
-        torch.cat([model(_create_minibatch(dict(features), begin, end))["sentence_embedding"] for begin, end in ranges])
+        torch.cat(
+            [model(_create_minibatch(dict(features), begin, end))["sentence_embedding"] for begin, end in ranges]
+        )
         for _ in range(loss.num_views)
     ]
     value = loss.loss_from_embeddings(views, teacher_similarity)

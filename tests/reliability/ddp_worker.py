@@ -87,20 +87,24 @@ def main() -> None:
     parser.add_argument("--student", required=True, help="a tiny student without dropout")
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--out", required=True, help="a directory for the results")
+    parser.add_argument("--teacher-mode", choices=["live", "precomputed"], required=True,
+                        help="live: vanilla KD, teacher embeddings gathered across processes; precomputed: "
+                        "precomputed labels gathered across processes, with Group-P "
+                        "(0.5: real shuffling in a batch of 8)")
     parser.add_argument("--global-batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    results = {
-        # Live teacher, vanilla KD: teacher embeddings gathered across processes.
-        "live": train(args.student, args.teacher, out, "live", None, args.global_batch, args.steps),
-        # Precomputed labels gathered across processes, with Group-P (0.5: real shuffling in a batch of 8).
-        "precomputed": train(args.student, args.teacher, out, "precomputed", 0.5, args.global_batch, args.steps),
-    }
+    group_p = None if args.teacher_mode == "live" else 0.5
+    result = train(args.student, args.teacher, out, args.teacher_mode, group_p, args.global_batch, args.steps)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("RANK", "0")) == 0:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        (out / f"world{world_size}.json").write_text(json.dumps(results))
+        (out / f"{args.teacher_mode}-world{world_size}.json").write_text(json.dumps(result))
+    if torch.distributed.is_initialized():
+        # Without this, gloo's threads can outlive the interpreter and abort the process at exit.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

