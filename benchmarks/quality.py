@@ -57,7 +57,7 @@ logger = logging.getLogger("quality")
 
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
-K_LARGE = 4  # table B's larger ensemble: SimCSE seeds 0..3
+LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
 LR_SWEEP = (5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
 DEFAULT_LR = 1e-4
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
@@ -124,8 +124,8 @@ ROW_LABELS = {
         "group-p": "Group-P only, p=0.1 (teacher: SimCSE seed 0)",
         "components": "components only (K SimCSE teachers, no Group-P)",
         "distillcse": "DistillCSE (K components + Group-P p=0.1)",
-        "components-K4": f"components only, K={K_LARGE}",
-        "distillcse-K4": f"DistillCSE, K={K_LARGE}",
+        **{f"components-K{k}": f"components only, K={k}" for k in LARGER_K},
+        **{f"distillcse-K{k}": f"DistillCSE, K={k}" for k in LARGER_K},
         "round-2": "round 2: Group-P p=0.1 from the DistillCSE student",
     },
 }
@@ -573,7 +573,8 @@ def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False
         return None
     lr = lr or chosen_lr()
     texts, stats = corpus_b()
-    K = K_LARGE if row.endswith("-K4") else SETTINGS["K"]
+    base, _, k_suffix = row.partition("-K")
+    K = int(k_suffix) if k_suffix else SETTINGS["K"]
     extra = {"corpus": stats}
     if row == "simcse":
         record = simcse_model(seed, lr)
@@ -581,7 +582,7 @@ def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False
         if row in ("vanilla-kd", "group-p"):
             teachers = [simcse_model(0, lr)]
             keys = [f"B-simcse-seed0-lr{lr:g}"]
-        elif row in ("components", "distillcse", "components-K4", "distillcse-K4"):
+        elif base in ("components", "distillcse"):
             teachers = [simcse_model(s, lr) for s in range(K)]
             keys = [f"B-simcse-seed{s}-lr{lr:g}" for s in range(K)]
         elif row == "round-2":
@@ -596,10 +597,8 @@ def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False
             "group-p": ("single", SETTINGS["group_p"]),
             "components": ("multi", None),
             "distillcse": ("multi", SETTINGS["group_p"]),
-            "components-K4": ("multi", None),
-            "distillcse-K4": ("multi", SETTINGS["group_p"]),
             "round-2": ("single", SETTINGS["group_p"]),
-        }[row]
+        }[base]
         record = train(f"B/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
         extra["teachers"] = [t["name"] for t in teachers]
     if not train_only:
@@ -657,6 +656,8 @@ def plan() -> list[tuple[str, Callable[[], None]]]:
     steps += [("A", lambda s=s: run_a("multi-teacher", s)) for s in (1, 2)]
     steps += [("B", lambda s=s: run_b("distillcse-K4", s)) for s in (1, 2)]
     steps += [("B", lambda: run_b("components", 1)), ("B", lambda: run_b("round-2", 0))]
+    steps += [("B", lambda s=s: run_b("simcse", s)) for s in range(4, 8)]
+    steps += [("B", lambda: run_b("distillcse-K8", 0)), ("B", lambda: run_b("components-K8", 0))]
     steps += [("A", lambda s=s: [run_a(r, s) for r in A_ROWS]) for s in (1, 2)]
     steps += [("B", lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")])
               for s in (1, 2)]
