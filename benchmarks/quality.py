@@ -17,6 +17,8 @@ teacher embeddings are cached under ``benchmarks/cache/quality-steps<S>-K<K>``.
 
     python benchmarks/quality.py              # run whatever is not finished yet (long: background it)
     python benchmarks/quality.py --report     # rebuild results/quality-steps<S>-K<K>.{json,md} and the plots
+    python benchmarks/quality.py --sweep --tables A   # STS-B dev lr sweep of two of table A's rows
+    python benchmarks/quality.py --p-sweep    # STS-B dev sweep of Group-P's p in table B
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
 LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
 LR_SWEEP = (5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
+P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5)  # table B's Group-P row, on STS-B dev only
 DEFAULT_LR = 1e-4
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 DEV_KEY = "eval_sts-dev_spearman_cosine"
@@ -463,6 +466,25 @@ def lr_sweep(table: str, rows: Sequence[str]) -> None:
             write_json(path, sweep)
 
 
+def p_sweep() -> None:
+    """Table B's Group-P row (seed 0, teacher SimCSE seed 0) at every p of ``P_SWEEP``: best STS-B dev only."""
+    path = RUNS / "B" / "p-sweep.json"
+    sweep = read_json(path) if path.is_file() else {"group-p": {}}
+    lr = chosen_lr()
+    texts, _ = corpus_b()
+    labels = b_teacher_labels([simcse_model(0, lr)], [f"B-simcse-seed0-lr{lr:g}"])
+    for group_p in P_SWEEP:
+        if f"{group_p:g}" in sweep["group-p"]:
+            continue
+        # p = SETTINGS["group_p"] is the table's own group-p seed-0 run (same name, so trained once)
+        suffix = "" if group_p == SETTINGS["group_p"] else f"-p{group_p:g}"
+        record = train(f"B/group-p{suffix}-seed0-lr{lr:g}", texts, labels, "single", group_p, 0, lr, pruned_student)
+        sweep["group-p"][f"{group_p:g}"] = record["best_dev"]
+        sweep.update(best_p_on_dev=max(sweep["group-p"], key=sweep["group-p"].get),
+                     table_p=f"{SETTINGS['group_p']:g}", lr=f"{lr:g}", machine=machine_info())
+        write_json(path, sweep)
+
+
 A_ROWS = {  # row -> (loss kind, group_p)
     "mse": ("mse", None),
     "embed-distill-cosine": ("embed-distill-cosine", None),
@@ -756,6 +778,15 @@ def report() -> None:
                    + " |" for row, devs in sweep["rows"].items()]
             md += ["", f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                    f"{sweep['table_lr']}.", ""]
+    p_path = RUNS / "B" / "p-sweep.json"
+    if tables["B"] and p_path.is_file():
+        sweep = read_json(p_path)
+        out["tables"]["B"]["p_sweep"] = sweep
+        md += ["Group-P's p on STS-B dev (table B's Group-P row, seed 0, best dev during training):", "",
+               "| row | " + " | ".join(f"p {p:g}" for p in P_SWEEP) + " |", "|---|" + "---|" * len(P_SWEEP),
+               "| group-p | " + " | ".join(f"{sweep['group-p'][f'{p:g}']:.2f}" if f"{p:g}" in sweep["group-p"]
+                                         else "" for p in P_SWEEP) + " |",
+               "", f"Best p on dev: {sweep['best_p_on_dev']}; the table used {sweep['table_p']}.", ""]
     md += [] if not tables["B"] else [
            "The paper's column: BERT-base trained on 1M Wikipedia sentences (SimCSE teachers, 16 components), "
            "average of the seven STS tasks (docs/method.md); only the ordering of the rows is comparable.", ""]
@@ -841,6 +872,9 @@ def main() -> int:
     parser.add_argument("--tables", default="AB", help="tables to run: A, B or AB (default)")
     parser.add_argument("--sweep", action="store_true",
                         help=f"only the STS-B dev lr sweep ({', '.join(f'{x:g}' for x in LR_SWEEP)}) of --tables")
+    parser.add_argument("--p-sweep", action="store_true",
+                        help=f"only the STS-B dev sweep of p ({', '.join(f'{x:g}' for x in P_SWEEP)}) for "
+                             "table B's Group-P row")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     tables = sorted(set(args.tables.upper()))
@@ -862,7 +896,9 @@ def main() -> int:
     if args.report:
         report()
         return 0
-    if args.sweep:
+    if args.p_sweep:
+        p_sweep()
+    elif args.sweep:
         for table in tables:
             lr_sweep(table, SWEEP_ROWS[table])
     else:
