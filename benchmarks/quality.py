@@ -61,7 +61,8 @@ STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
 LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
 LR_SWEEP = (5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
-P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5)  # table B's Group-P row, on STS-B dev only
+# table B's Group-P row, on STS-B dev only; p = 1.0 is one group: a full shuffle, no ranking left
+P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DEFAULT_LR = 1e-4
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 DEV_KEY = "eval_sts-dev_spearman_cosine"
@@ -129,6 +130,8 @@ ROW_LABELS = {
         "distillcse": "DistillCSE (K components + Group-P p=0.1)",
         **{f"components-K{k}": f"components only, K={k}" for k in LARGER_K},
         **{f"distillcse-K{k}": f"DistillCSE, K={k}" for k in LARGER_K},
+        "group-p-devp": "Group-P only, p chosen on STS-B dev (--p-sweep)",
+        "distillcse-K8-devp": "DistillCSE, K=8, p chosen on STS-B dev (--p-sweep)",
         "round-2": "round 2: Group-P p=0.1 from the DistillCSE student",
     },
 }
@@ -588,6 +591,19 @@ def b_teacher_labels(teacher_records: Sequence[dict[str, Any]], keys: Sequence[s
     return stack_teacher_embeddings(arrays, [1.0 / len(arrays)] * len(arrays)).numpy()
 
 
+def b_row_spec(row: str) -> tuple[str, int, float | None]:
+    """A table B row's (base row, K, group_p): ``distillcse-K8-devp`` is DistillCSE with K = 8 and the best p
+    of ``--p-sweep`` on STS-B dev; without ``-K<n>`` K is the benchmark's, without ``-devp`` p is 0.1."""
+    row, dev_p = (row[: -len("-devp")], True) if row.endswith("-devp") else (row, False)
+    base, _, k = row.partition("-K")
+    if base not in ("simcse", "vanilla-kd", "group-p", "components", "distillcse", "round-2"):
+        raise ValueError(row)
+    group_p = None
+    if base in ("group-p", "distillcse", "round-2"):
+        group_p = float(read_json(RUNS / "B" / "p-sweep.json")["best_p_on_dev"]) if dev_p else SETTINGS["group_p"]
+    return base, int(k) if k else SETTINGS["K"], group_p
+
+
 def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False) -> dict[str, Any] | None:
     from sentence_transformers import SentenceTransformer
 
@@ -595,33 +611,28 @@ def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False
         return None
     lr = lr or chosen_lr()
     texts, stats = corpus_b()
-    base, _, k_suffix = row.partition("-K")
-    K = int(k_suffix) if k_suffix else SETTINGS["K"]
+    base, K, group_p = b_row_spec(row)
     extra = {"corpus": stats}
     if row == "simcse":
         record = simcse_model(seed, lr)
     else:
-        if row in ("vanilla-kd", "group-p"):
+        if base in ("vanilla-kd", "group-p"):
             teachers = [simcse_model(0, lr)]
             keys = [f"B-simcse-seed0-lr{lr:g}"]
         elif base in ("components", "distillcse"):
             teachers = [simcse_model(s, lr) for s in range(K)]
             keys = [f"B-simcse-seed{s}-lr{lr:g}" for s in range(K)]
-        elif row == "round-2":
+        elif base == "round-2":
             run_b("distillcse", 0)
             teachers = [read_json(run_path("B", "distillcse", 0))["train"]]
             keys = [f"B-distillcse-seed0-lr{lr:g}"]
         else:
             raise ValueError(row)
         labels = b_teacher_labels(teachers, keys)
-        kind, group_p = {
-            "vanilla-kd": ("single", None),
-            "group-p": ("single", SETTINGS["group_p"]),
-            "components": ("multi", None),
-            "distillcse": ("multi", SETTINGS["group_p"]),
-            "round-2": ("single", SETTINGS["group_p"]),
-        }[base]
-        record = train(f"B/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
+        kind = "multi" if base in ("components", "distillcse") else "single"
+        # a -devp row is named by its p, so that its seed-0 run is the --p-sweep's run at that p
+        name = row.replace("-devp", f"-p{group_p:g}")
+        record = train(f"B/{name}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
         extra["teachers"] = [t["name"] for t in teachers]
     if not train_only:
         finish_run("B", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
@@ -680,6 +691,8 @@ def plan() -> list[tuple[str, Callable[[], None]]]:
     steps += [("B", lambda: run_b("components", 1)), ("B", lambda: run_b("round-2", 0))]
     steps += [("B", lambda s=s: run_b("simcse", s)) for s in range(4, 8)]
     steps += [("B", lambda: run_b("distillcse-K8", 0)), ("B", lambda: run_b("components-K8", 0))]
+    steps += [("B", p_sweep)]
+    steps += [("B", lambda s=s: [run_b(r, s) for r in ("group-p-devp", "distillcse-K8-devp")]) for s in (0, 1, 2)]
     steps += [("A", lambda s=s: [run_a(r, s) for r in A_ROWS]) for s in (1, 2)]
     steps += [("B", lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")])
               for s in (1, 2)]

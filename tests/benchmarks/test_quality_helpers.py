@@ -69,3 +69,21 @@ def test_table_b_corpus_holds_no_sentence_of_the_evaluation_sets():
         excluded |= {s.lower() for s in quality._sts_sentences(name)}
     assert corpus and not {s.lower() for s in corpus} & excluded
     assert stats["used"] == len(corpus) == len(set(corpus))
+
+
+def test_table_b_row_names_give_the_base_row_K_and_p(tmp_path, monkeypatch):
+    monkeypatch.setattr(quality, "RUNS", tmp_path)
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "p-sweep.json").write_text(json.dumps({"best_p_on_dev": "0.5"}))
+    K, p = quality.SETTINGS["K"], quality.SETTINGS["group_p"]
+    assert quality.b_row_spec("simcse") == ("simcse", K, None)
+    assert quality.b_row_spec("vanilla-kd") == ("vanilla-kd", K, None)
+    assert quality.b_row_spec("group-p") == ("group-p", K, p)
+    assert quality.b_row_spec("components-K8") == ("components", 8, None)
+    assert quality.b_row_spec("distillcse-K4") == ("distillcse", 4, p)
+    assert quality.b_row_spec("distillcse-K8-devp") == ("distillcse", 8, 0.5)
+    assert quality.b_row_spec("group-p-devp") == ("group-p", K, 0.5)
+    for row in set(quality.ROW_LABELS["B"]) - {"initial-student"}:
+        quality.b_row_spec(row)  # every trained row of the table parses
+    with pytest.raises(ValueError):
+        quality.b_row_spec("distill-K8")
