@@ -18,7 +18,7 @@ teacher embeddings are cached under ``benchmarks/cache/quality-steps<S>-K<K>``.
     python benchmarks/quality.py              # run whatever is not finished yet (long: background it)
     python benchmarks/quality.py --report     # rebuild results/quality-steps<S>-K<K>.{json,md} and the plots
     python benchmarks/quality.py --sweep --tables A   # STS-B dev lr sweep of two of table A's rows
-    python benchmarks/quality.py --p-sweep    # STS-B dev sweep of Group-P's p in table B
+    python benchmarks/quality.py --p-sweep --tables B  # STS-B dev sweep of Group-P's p (table A: at --lr dev)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import random
+import re
 import shutil
 import sys
 import time
@@ -119,6 +120,7 @@ ROW_LABELS = {
         "group-p": "GroupPDistillLoss, group_p=0.1",
         "group-p-no-contrastive": "GroupPDistillLoss, group_p=0.1, contrastive_weight=0",
         "group-p+embed-distill": "GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)",
+        "group-p-no-contrastive-devp": "GroupPDistillLoss, contrastive_weight=0, p chosen on STS-B dev (--p-sweep)",
         "multi-teacher": "MultiTeacherAvgLoss p=0.1, components MiniLM-L6 + mpnet-base",
     },
     "B": {
@@ -469,22 +471,39 @@ def lr_sweep(table: str, rows: Sequence[str]) -> None:
             write_json(path, sweep)
 
 
-def p_sweep() -> None:
-    """Table B's Group-P row (seed 0, teacher SimCSE seed 0) at every p of ``P_SWEEP``: best STS-B dev only."""
-    path = RUNS / "B" / "p-sweep.json"
-    sweep = read_json(path) if path.is_file() else {"group-p": {}}
-    lr = chosen_lr()
-    texts, _ = corpus_b()
-    labels = b_teacher_labels([simcse_model(0, lr)], [f"B-simcse-seed0-lr{lr:g}"])
+P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}  # table A's best DistillCSE row on dev
+
+
+def split_p(table: str, row: str) -> tuple[str, float | None]:
+    """``<row>-p0.3`` -> (``<row>``, 0.3); ``<row>-devp`` -> (``<row>``, the best p of ``--p-sweep`` on STS-B
+    dev); any other row -> (row, None): its table's own p."""
+    if row.endswith("-devp"):
+        return row[: -len("-devp")], float(read_json(RUNS / table / "p-sweep.json")["best_p_on_dev"])
+    base, sep, value = row.rpartition("-p")
+    if sep and re.fullmatch(r"[0-9.]+", value):
+        return base, float(value)
+    return row, None
+
+
+def run_name(table: str, row: str, seed: int, lr: float) -> str:
+    """The cache name of a run; rows with a p override are named by their p (``-devp`` is ``-p<best p>``)."""
+    base, group_p = split_p(table, row)
+    return f"{table}/{base}{'' if group_p is None else f'-p{group_p:g}'}-seed{seed}-lr{lr:g}"
+
+
+def p_sweep(table: str) -> None:
+    """``P_SWEEP_ROWS[table]`` (seed 0) at every p of ``P_SWEEP``: best STS-B dev only (no test task is read)."""
+    path = RUNS / table / "p-sweep.json"
+    sweep = read_json(path) if path.is_file() else {}
+    row = P_SWEEP_ROWS[table]
+    devs = sweep.setdefault(row, {})
     for group_p in P_SWEEP:
-        if f"{group_p:g}" in sweep["group-p"]:
+        if f"{group_p:g}" in devs:
             continue
-        # p = SETTINGS["group_p"] is the table's own group-p seed-0 run (same name, so trained once)
-        suffix = "" if group_p == SETTINGS["group_p"] else f"-p{group_p:g}"
-        record = train(f"B/group-p{suffix}-seed0-lr{lr:g}", texts, labels, "single", group_p, 0, lr, pruned_student)
-        sweep["group-p"][f"{group_p:g}"] = record["best_dev"]
-        sweep.update(best_p_on_dev=max(sweep["group-p"], key=sweep["group-p"].get),
-                     table_p=f"{SETTINGS['group_p']:g}", lr=f"{lr:g}", machine=machine_info())
+        run = run_a if table == "A" else run_b
+        devs[f"{group_p:g}"] = run(f"{row}-p{group_p:g}", 0, train_only=True)["best_dev"]
+        sweep.update(best_p_on_dev=max(devs, key=devs.get), table_p=f"{SETTINGS['group_p']:g}",
+                     lr=f"{chosen_lr():g}", machine=machine_info())
         write_json(path, sweep)
 
 
@@ -522,9 +541,11 @@ def run_a(row: str, seed: int, lr: float | None = None, train_only: bool = False
         return None
     lr = lr or chosen_lr()
     texts = corpus_a(SETTINGS["steps"], SETTINGS["batch_size"])
-    labels, extra = a_labels(row, texts)
-    kind, group_p = A_ROWS[row]
-    record = train(f"A/{row}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
+    base, p_override = split_p("A", row)
+    labels, extra = a_labels(base, texts)
+    kind, group_p = A_ROWS[base]
+    group_p = group_p if p_override is None else p_override
+    record = train(run_name("A", row, seed, lr), texts, labels, kind, group_p, seed, lr, pruned_student)
     if not train_only:
         finish_run("A", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
     return record
@@ -593,14 +614,14 @@ def b_teacher_labels(teacher_records: Sequence[dict[str, Any]], keys: Sequence[s
 
 def b_row_spec(row: str) -> tuple[str, int, float | None]:
     """A table B row's (base row, K, group_p): ``distillcse-K8-devp`` is DistillCSE with K = 8 and the best p
-    of ``--p-sweep`` on STS-B dev; without ``-K<n>`` K is the benchmark's, without ``-devp`` p is 0.1."""
-    row, dev_p = (row[: -len("-devp")], True) if row.endswith("-devp") else (row, False)
+    of ``--p-sweep`` on STS-B dev (``-p0.3``: p = 0.3); without ``-K<n>`` K is the benchmark's, else p is 0.1."""
+    row, p_override = split_p("B", row)
     base, _, k = row.partition("-K")
     if base not in ("simcse", "vanilla-kd", "group-p", "components", "distillcse", "round-2"):
         raise ValueError(row)
     group_p = None
     if base in ("group-p", "distillcse", "round-2"):
-        group_p = float(read_json(RUNS / "B" / "p-sweep.json")["best_p_on_dev"]) if dev_p else SETTINGS["group_p"]
+        group_p = SETTINGS["group_p"] if p_override is None else p_override
     return base, int(k) if k else SETTINGS["K"], group_p
 
 
@@ -630,9 +651,7 @@ def run_b(row: str, seed: int, lr: float | None = None, train_only: bool = False
             raise ValueError(row)
         labels = b_teacher_labels(teachers, keys)
         kind = "multi" if base in ("components", "distillcse") else "single"
-        # a -devp row is named by its p, so that its seed-0 run is the --p-sweep's run at that p
-        name = row.replace("-devp", f"-p{group_p:g}")
-        record = train(f"B/{name}-seed{seed}-lr{lr:g}", texts, labels, kind, group_p, seed, lr, pruned_student)
+        record = train(run_name("B", row, seed, lr), texts, labels, kind, group_p, seed, lr, pruned_student)
         extra["teachers"] = [t["name"] for t in teachers]
     if not train_only:
         finish_run("B", row, seed, record, SentenceTransformer(record["model_dir"], device="cpu"), extra)
@@ -691,8 +710,10 @@ def plan() -> list[tuple[str, Callable[[], None]]]:
     steps += [("B", lambda: run_b("components", 1)), ("B", lambda: run_b("round-2", 0))]
     steps += [("B", lambda s=s: run_b("simcse", s)) for s in range(4, 8)]
     steps += [("B", lambda: run_b("distillcse-K8", 0)), ("B", lambda: run_b("components-K8", 0))]
-    steps += [("B", p_sweep)]
+    steps += [("B", lambda: p_sweep("B"))]
     steps += [("B", lambda s=s: [run_b(r, s) for r in ("group-p-devp", "distillcse-K8-devp")]) for s in (0, 1, 2)]
+    steps += [("A", lambda: p_sweep("A"))]
+    steps += [("A", lambda s=s: run_a("group-p-no-contrastive-devp", s)) for s in (0, 1, 2)]
     steps += [("A", lambda s=s: [run_a(r, s) for r in A_ROWS]) for s in (1, 2)]
     steps += [("B", lambda s=s: [run_b(r, s) for r in ROW_LABELS["B"] if r not in ("initial-student", "round-2")])
               for s in (1, 2)]
@@ -780,6 +801,16 @@ def report() -> None:
         if multi.get("mpnet_dev") is not None:
             md += [f"all-mpnet-base-v2 (the second component) scores {multi['mpnet_dev']:.2f} on STS-B dev "
                    "(max length 32).", ""]
+        p_path = RUNS / table / "p-sweep.json"
+        if p_path.is_file():
+            sweep = read_json(p_path)
+            out["tables"][table]["p_sweep"] = sweep
+            row = P_SWEEP_ROWS[table]
+            md += [f"Group-P's p on STS-B dev ({row}, seed 0, best dev during training):", "",
+                   "| row | " + " | ".join(f"p {p:g}" for p in P_SWEEP) + " |", "|---|" + "---|" * len(P_SWEEP),
+                   f"| {row} | " + " | ".join(f"{sweep[row][f'{p:g}']:.2f}" if f"{p:g}" in sweep[row] else ""
+                                             for p in P_SWEEP) + " |",
+                   "", f"Best p on dev: {sweep['best_p_on_dev']}; the table's other rows use {sweep['table_p']}.", ""]
         sweep_path = RUNS / table / "lr-sweep.json"
         if sweep_path.is_file():
             sweep = read_json(sweep_path)
@@ -791,15 +822,6 @@ def report() -> None:
                    + " |" for row, devs in sweep["rows"].items()]
             md += ["", f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                    f"{sweep['table_lr']}.", ""]
-    p_path = RUNS / "B" / "p-sweep.json"
-    if tables["B"] and p_path.is_file():
-        sweep = read_json(p_path)
-        out["tables"]["B"]["p_sweep"] = sweep
-        md += ["Group-P's p on STS-B dev (table B's Group-P row, seed 0, best dev during training):", "",
-               "| row | " + " | ".join(f"p {p:g}" for p in P_SWEEP) + " |", "|---|" + "---|" * len(P_SWEEP),
-               "| group-p | " + " | ".join(f"{sweep['group-p'][f'{p:g}']:.2f}" if f"{p:g}" in sweep["group-p"]
-                                         else "" for p in P_SWEEP) + " |",
-               "", f"Best p on dev: {sweep['best_p_on_dev']}; the table used {sweep['table_p']}.", ""]
     md += [] if not tables["B"] else [
            "The paper's column: BERT-base trained on 1M Wikipedia sentences (SimCSE teachers, 16 components), "
            "average of the seven STS tasks (docs/method.md); only the ordering of the rows is comparable.", ""]
@@ -887,7 +909,7 @@ def main() -> int:
                         help=f"only the STS-B dev lr sweep ({', '.join(f'{x:g}' for x in LR_SWEEP)}) of --tables")
     parser.add_argument("--p-sweep", action="store_true",
                         help=f"only the STS-B dev sweep of p ({', '.join(f'{x:g}' for x in P_SWEEP)}) for "
-                             "table B's Group-P row")
+                             "the Group-P row of each of --tables (P_SWEEP_ROWS)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     tables = sorted(set(args.tables.upper()))
@@ -910,7 +932,8 @@ def main() -> int:
         report()
         return 0
     if args.p_sweep:
-        p_sweep()
+        for table in tables:
+            p_sweep(table)
     elif args.sweep:
         for table in tables:
             lr_sweep(table, SWEEP_ROWS[table])

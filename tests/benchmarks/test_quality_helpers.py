@@ -83,6 +83,10 @@ def test_table_b_row_names_give_the_base_row_K_and_p(tmp_path, monkeypatch):
     assert quality.b_row_spec("distillcse-K4") == ("distillcse", 4, p)
     assert quality.b_row_spec("distillcse-K8-devp") == ("distillcse", 8, 0.5)
     assert quality.b_row_spec("group-p-devp") == ("group-p", K, 0.5)
+    assert quality.b_row_spec("group-p-p0.3") == ("group-p", K, 0.3)
+    assert quality.run_name("B", "distillcse-K8-devp", 1, 1e-4) == "B/distillcse-K8-p0.5-seed1-lr0.0001"
+    assert quality.run_name("B", "group-p", 0, 1e-4) == "B/group-p-seed0-lr0.0001"
+    assert quality.split_p("A", "group-p-no-contrastive") == ("group-p-no-contrastive", None)
     for row in set(quality.ROW_LABELS["B"]) - {"initial-student"}:
         quality.b_row_spec(row)  # every trained row of the table parses
     with pytest.raises(ValueError):
