@@ -120,7 +120,7 @@ ROW_LABELS = {
         "group-p": "GroupPDistillLoss, group_p=0.1",
         "group-p-no-contrastive": "GroupPDistillLoss, group_p=0.1, contrastive_weight=0",
         "group-p+embed-distill": "GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)",
-        "group-p-no-contrastive-devp": "GroupPDistillLoss, contrastive_weight=0, p chosen on STS-B dev (--p-sweep)",
+        "group-p-no-contrastive-devp": "GroupPDistillLoss, contrastive_weight=0, best p on STS-B dev (--p-sweep)",
         "multi-teacher": "MultiTeacherAvgLoss p=0.1, components MiniLM-L6 + mpnet-base",
     },
     "B": {
@@ -132,8 +132,8 @@ ROW_LABELS = {
         "distillcse": "DistillCSE (K components + Group-P p=0.1)",
         **{f"components-K{k}": f"components only, K={k}" for k in LARGER_K},
         **{f"distillcse-K{k}": f"DistillCSE, K={k}" for k in LARGER_K},
-        "group-p-devp": "Group-P only, p chosen on STS-B dev (--p-sweep)",
-        "distillcse-K8-devp": "DistillCSE, K=8, p chosen on STS-B dev (--p-sweep)",
+        "group-p-devp": "Group-P only, best p on STS-B dev (--p-sweep)",
+        "distillcse-K8-devp": "DistillCSE, K=8, best p on STS-B dev (--p-sweep)",
         "round-2": "round 2: Group-P p=0.1 from the DistillCSE student",
     },
 }
