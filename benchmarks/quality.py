@@ -877,14 +877,16 @@ def plots(tables) -> None:
         for name, runs in rows.items():
             if not runs[0].get("train") and runs[0].get("dev") is not None and name == "initial-student":
                 start = runs[0]["dev"]
-        for name, runs in rows.items():
+        for i, (name, runs) in enumerate(rows.items()):
             hist = [r["train"]["dev_history"] for r in runs if r.get("train")]
             if not hist:
                 continue
             steps = [h["step"] for h in hist[0]]
             curve = np.mean([[h["dev"] for h in hh] for hh in hist if len(hh) == len(steps)], axis=0)
             xs, ys = ([0] + steps, [start] + list(curve)) if start is not None else (steps, list(curve))
-            ax.plot(xs, ys, marker="o", label=f"{name} (n={len(hist)})")
+            # ten colours, then the same colours dashed with square markers: no two rows look alike
+            ax.plot(xs, ys, marker="os"[i // 10 % 2], linestyle="-" if i < 10 else "--", color=f"C{i % 10}",
+                    label=f"{name} (n={len(hist)})")
         ax.set_xlabel("training step")
         ax.set_ylabel("STS-B dev Spearman x100 (mean over seeds)")
         ax.set_title(f"Table {table}: STS-B dev during training")
