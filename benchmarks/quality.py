@@ -18,7 +18,7 @@ teacher embeddings are cached under ``benchmarks/cache/quality-steps<S>-K<K>``.
     python benchmarks/quality.py              # run whatever is not finished yet (long: background it)
     python benchmarks/quality.py --report     # rebuild results/quality-steps<S>-K<K>.{json,md} and the plots
     python benchmarks/quality.py --sweep --tables A   # STS-B dev lr sweep of two of table A's rows
-    python benchmarks/quality.py --p-sweep --tables B  # STS-B dev sweep of Group-P's p (table A: at --lr dev)
+    python benchmarks/quality.py --p-sweep --tables B  # STS-B dev sweep of Group-P's p (table A: at --lr 4e-4)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 TASKS = {"A": STS7, "B": ["STSBenchmark", "SICK-R"]}  # B: STS12-16 share sentences with its corpus
 LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
 LR_SWEEP = (5e-5, 1e-4, 2e-4, 4e-4, 8e-4)
-# table B's Group-P row, on STS-B dev only; p = 1.0 is one group: a full shuffle, no ranking left
+# Group-P's p, swept on STS-B dev only (rows: P_SWEEP_ROWS); p = 1.0 is one group: a full shuffle, no ranking left
 P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DEFAULT_LR = 1e-4
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
