@@ -760,6 +760,14 @@ def fmt(summary: dict[str, Any]) -> str:
     return f"{summary['average_mean']:.2f} ± {summary['average_std']:.2f} (n={summary['n']})"
 
 
+def sweep_table(name: str, values: Sequence[float], rows: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows of a dev sweep: one column per value (``rows[row]`` is keyed by ``f"{value:g}"``)."""
+    return ["| row | " + " | ".join(f"{name} {v:g}" for v in values) + " |", "|---|" + "---|" * len(values)] + [
+        f"| {row} | " + " | ".join(f"{devs[f'{v:g}']:.2f}" if f"{v:g}" in devs else "" for v in values) + " |"
+        for row, devs in rows.items()
+    ]
+
+
 def report() -> None:
     tables = collect()
     out: dict[str, Any] = {"settings": SETTINGS, "paper_bert_base_sts7_avg": PAPER, "tables": {}}
@@ -805,19 +813,14 @@ def report() -> None:
             out["tables"][table]["p_sweep"] = sweep
             row = P_SWEEP_ROWS[table]
             md += [f"Group-P's p on STS-B dev ({row}, seed 0, best dev during training):", "",
-                   "| row | " + " | ".join(f"p {p:g}" for p in P_SWEEP) + " |", "|---|" + "---|" * len(P_SWEEP),
-                   f"| {row} | " + " | ".join(f"{sweep[row][f'{p:g}']:.2f}" if f"{p:g}" in sweep[row] else ""
-                                             for p in P_SWEEP) + " |",
+                   *sweep_table("p", P_SWEEP, {row: sweep[row]}),
                    "", f"Best p on dev: {sweep['best_p_on_dev']}; the table's other rows use {sweep['table_p']}.", ""]
         sweep_path = RUNS / table / "lr-sweep.json"
         if sweep_path.is_file():
             sweep = read_json(sweep_path)
             out["tables"][table]["lr_sweep"] = sweep
             md += ["STS-B dev learning-rate sweep (seed 0, best dev during training):", "",
-                   "| row | " + " | ".join(f"lr {lr:g}" for lr in LR_SWEEP) + " |",
-                   "|---|" + "---|" * len(LR_SWEEP)]
-            md += [f"| {row} | " + " | ".join(f"{devs[f'{lr:g}']:.2f}" if f"{lr:g}" in devs else "" for lr in LR_SWEEP)
-                   + " |" for row, devs in sweep["rows"].items()]
+                   *sweep_table("lr", LR_SWEEP, sweep["rows"])]
             md += ["", f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                    f"{sweep['table_lr']}.", ""]
     md += [] if not tables["B"] else [
