@@ -73,31 +73,48 @@ def off_diagonal(matrix: Tensor, row_offset: int = 0) -> Tensor:
 
     The "diagonal" of row ``r`` is column ``r + row_offset``: ``R`` local rows of a batch of ``C``
     (as on one process of a multi-process run, see ``gather_across_devices``) start at ``row_offset``.
+    A gather of precomputed column indices: no host-device synchronisation, whatever the shape.
     """
     rows, columns = matrix.shape[:2]
     if row_offset == 0 and rows == columns:
         return matrix.flatten()[1:].view(rows - 1, rows + 1)[:, :-1].reshape(rows, rows - 1)
-    keep = torch.ones(rows, columns, dtype=torch.bool, device=matrix.device)
-    keep[torch.arange(rows, device=matrix.device), torch.arange(rows, device=matrix.device) + row_offset] = False
-    return matrix[keep].view(rows, columns - 1)
+    kept = torch.arange(columns - 1, device=matrix.device).expand(rows, columns - 1)
+    diagonal = torch.arange(rows, device=matrix.device).unsqueeze(1) + row_offset
+    return matrix.gather(1, kept + (kept >= diagonal).long())
+
+
+#: Multipliers of the polynomial row hash of :func:`duplicate_groups`: powers of an odd 64-bit constant,
+#: wrapped to int64 (integer overflow wraps in torch, on every device).
+_HASH_BASE = 0x9E3779B97F4A7C15
+
+
+def _hash_coefficients(length: int, device: torch.device) -> Tensor:
+    powers = [pow(_HASH_BASE, position + 1, 2**64) for position in range(length)]
+    return torch.tensor([p - 2**64 if p >= 2**63 else p for p in powers], dtype=torch.long, device=device)
 
 
 def duplicate_groups(input_ids: Tensor) -> Tensor:
-    """One id per row of a ``(B, L)`` token tensor; rows with identical tokens (duplicate texts) share it."""
-    return torch.unique(input_ids, dim=0, return_inverse=True)[1]
+    """One id per row of a ``(B, L)`` token tensor; rows with identical tokens (duplicate texts) share it.
+
+    The id is the index of the first identical row, found through a 64-bit polynomial hash of each row:
+    no data-dependent shape, so nothing waits for the device (``torch.unique`` would).
+    """
+    hashes = (input_ids.long() * _hash_coefficients(input_ids.size(1), input_ids.device)).sum(dim=1)
+    return (hashes.unsqueeze(1) == hashes.unsqueeze(0)).int().argmax(dim=1)
 
 
-def duplicate_mask(groups: Tensor, row_offset: int = 0, rows: int | None = None) -> Tensor | None:
-    """``(rows, B)`` mask of the candidates that duplicate an anchor (its own column excluded), or ``None``.
+def duplicate_mask(groups: Tensor, row_offset: int = 0, rows: int | None = None) -> Tensor:
+    """``(rows, B)`` mask of the candidates that duplicate an anchor (its own column excluded).
 
     ``groups`` are the :func:`duplicate_groups` of the ``B`` candidates; the anchors are the ``rows``
-    candidates from ``row_offset`` on (all of them by default). ``None`` when no anchor has a duplicate.
+    candidates from ``row_offset`` on (all of them by default). All False when no anchor has a duplicate
+    (built either way: asking which would wait for the device).
     """
     rows = groups.numel() - row_offset if rows is None else rows
     local = torch.arange(row_offset, row_offset + rows, device=groups.device)
     mask = groups[local].unsqueeze(1) == groups.unsqueeze(0)
     mask[torch.arange(rows, device=groups.device), local] = False
-    return mask if bool(mask.any()) else None
+    return mask
 
 
 def simcse_contrastive_loss(
@@ -281,6 +298,8 @@ def in_batch_distillation_loss(
     candidates: Tensor | None = None,
     mask: Tensor | None = None,
     row_offset: int = 0,
+    exclude_self: bool = True,
+    total_rows: int | None = None,
 ) -> Tensor:
     """DistillCSE's KD term: match ``softmax(S_i)`` to ``softmax(T_i)`` row by row, diagonal excluded.
 
@@ -288,24 +307,27 @@ def in_batch_distillation_loss(
     ``(B, B)`` similarity. With ``group_p`` or ``group_size`` set, the student logits are taken in
     the Group-P shuffled order of :func:`group_shuffled_pairing`; with neither, this is vanilla KD.
 
-    For a slice of the anchors (one process of a multi-process run): ``student_embeddings`` are the
-    ``R`` local anchors, ``candidates`` the ``C`` embeddings of the whole batch, whose row
-    ``r + row_offset`` is anchor ``r``, and ``teacher_similarity`` is ``(R, C)``; Group-P then draws
-    the keys of the whole batch and uses this slice's rows. ``mask`` (``(R, C)``, True = excluded)
-    removes candidates, e.g. copies of the anchor's own sentence, from both distributions.
+    ``candidates`` (``(C, dim)``, default: the anchors themselves) are what each anchor's distribution runs
+    over, and ``teacher_similarity`` is then ``(R, C)``. With ``exclude_self`` (DistillCSE's setting, where the
+    candidates are the batch's own sentences) candidate ``r + row_offset`` is anchor ``r`` and is dropped; without
+    it (anchors against other columns, e.g. their positives) every candidate stays. ``total_rows``: the number of
+    anchors of the whole batch when these ``R`` anchors are one process's slice of it (rows ``row_offset`` on), so
+    that Group-P draws the keys of the whole batch and uses this slice's rows. ``mask`` (``(R, C)``, True =
+    excluded) removes candidates, e.g. copies of the anchor's own sentence, from both distributions.
     """
     candidates = student_embeddings if candidates is None else candidates
-    student = off_diagonal(cosine_similarity_matrix(student_embeddings, candidates), row_offset)
-    teacher = off_diagonal(teacher_similarity.float(), row_offset)
+    student = cosine_similarity_matrix(student_embeddings, candidates)
+    teacher = teacher_similarity.float()
+    if exclude_self:
+        student, teacher = off_diagonal(student, row_offset), off_diagonal(teacher, row_offset)
+        mask = None if mask is None else off_diagonal(mask, row_offset)
     if mask is not None:
-        mask = off_diagonal(mask, row_offset)
         student = student.masked_fill(mask, MASKED_LOGIT)
         teacher = teacher.masked_fill(mask, MASKED_LOGIT)
     if group_p is not None or group_size is not None:
-        total_rows = None if candidates is student_embeddings else candidates.size(0)
         teacher, student_index = group_shuffled_pairing(
             teacher, group_p, group_size, group_temperature, generator, mask=mask, total_rows=total_rows,
-            row_offset=row_offset,
+            row_offset=row_offset if total_rows is not None else 0,
         )
         student = student.gather(-1, student_index)
     return distillation_divergence(teacher, student, teacher_temperature, student_temperature, divergence)

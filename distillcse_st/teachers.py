@@ -9,19 +9,26 @@ encodes a text column once per teacher instead and stores the stacked, weighted 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from datasets import Dataset
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.losses.gradcache import _create_minibatch
 from sentence_transformers.util import batch_to_device
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from distillcse_st.similarity import stack_teacher_embeddings, weighted_similarity
+from distillcse_st.features import batch_size, slice_batch, token_id_lists
+from distillcse_st.similarity import similarity_from_stacked, stack_teacher_embeddings
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+#: Relative tolerance on the squared norms of the rows of a precomputed label batch, which must all
+#: equal the sum of the teacher weights (unit blocks scaled by ``sqrt(w_k)``); loose enough for labels
+#: stored in float16.
+LABEL_NORM_RTOL = 1e-2
 
 
 def resolve_weights(weights: Sequence[float] | None, num_teachers: int) -> list[float]:
@@ -55,19 +62,25 @@ def freeze(model: SentenceTransformer) -> SentenceTransformer:
     return model
 
 
-def _tokenizer(model: SentenceTransformer) -> PreTrainedTokenizerBase:
-    tokenizer = getattr(model, "tokenizer", None)
-    if not isinstance(tokenizer, PreTrainedTokenizerBase):
-        raise ValueError("Students and live teachers must use a transformers tokenizer (PreTrainedTokenizerBase).")
-    return tokenizer
+def decode_texts(features: dict[str, Any], tokenizer: Any) -> list[str]:
+    """The texts of a batch, decoded from its tokens (special tokens dropped), for any student input module."""
+    ids = token_id_lists(features)
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return tokenizer.decode_batch(ids, skip_special_tokens=True)  # a `tokenizers.Tokenizer` (StaticEmbedding)
+
+
+def _vocab(tokenizer: Any) -> dict[str, int] | None:
+    return tokenizer.get_vocab() if isinstance(tokenizer, PreTrainedTokenizerBase) else None
 
 
 class TeacherEnsemble(nn.Module):
     """K frozen teachers whose in-batch cosine similarities are averaged with weights ``w_k``.
 
-    A teacher whose vocabulary differs from the student's, or whose ``max_seq_length`` is shorter,
-    gets the batch's texts decoded from the student's tokens and re-tokenized with its own
-    tokenizer, as in :class:`~sentence_transformers.sentence_transformer.losses.GISTEmbedLoss`.
+    A teacher whose vocabulary differs from the student's, whose ``max_seq_length`` is shorter, or whose
+    student has no transformers tokenizer (a StaticEmbedding student) gets the batch's texts decoded from
+    the student's tokens and re-tokenized with its own tokenizer, as in
+    :class:`~sentence_transformers.sentence_transformer.losses.GISTEmbedLoss`.
     The teachers stay in eval mode whatever mode the ensemble is switched to.
     """
 
@@ -83,11 +96,13 @@ class TeacherEnsemble(nn.Module):
         self.teachers = nn.ModuleList(freeze(teacher) for teacher in teachers)
         # Sentences per teacher forward pass when embed() is not told; None: the whole batch at once.
         self.mini_batch_size: int | None = None
-        student_tokenizer = _tokenizer(student)
-        student_vocab = student_tokenizer.get_vocab()
-        self.student_tokenizer = student_tokenizer
+        self.student_tokenizer = student.tokenizer
+        student_vocab = _vocab(student.tokenizer)
+        student_length = student.max_seq_length or 0
         self.must_retokenize = [
-            _tokenizer(teacher).get_vocab() != student_vocab or teacher.max_seq_length < student.max_seq_length
+            student_vocab is None
+            or _vocab(teacher.tokenizer) != student_vocab
+            or (teacher.max_seq_length or 0) < student_length
             for teacher in teachers
         ]
 
@@ -109,12 +124,12 @@ class TeacherEnsemble(nn.Module):
         """
         if mini_batch_size is None:
             mini_batch_size = self.mini_batch_size
-        batch_size = features["input_ids"].size(0)
-        if mini_batch_size is None or mini_batch_size >= batch_size:
+        size = batch_size(features)
+        if mini_batch_size is None or mini_batch_size >= size or "offsets" in features:
             return self._embed_batch(features)
         parts = [
-            self._embed_batch(_create_minibatch(features, begin, begin + mini_batch_size))
-            for begin in range(0, batch_size, mini_batch_size)
+            self._embed_batch(slice_batch(features, begin, begin + mini_batch_size))
+            for begin in range(0, size, mini_batch_size)
         ]
         return [torch.cat(chunks) for chunks in zip(*parts)]
 
@@ -125,7 +140,7 @@ class TeacherEnsemble(nn.Module):
         for teacher, retokenize in zip(self.teachers, self.must_retokenize):
             if retokenize:
                 if texts is None:
-                    texts = self.student_tokenizer.batch_decode(features["input_ids"], skip_special_tokens=True)
+                    texts = decode_texts(features, self.student_tokenizer)
                 teacher_features = batch_to_device(teacher.preprocess(texts), teacher.device)
             else:
                 # A shallow copy: modules write their outputs into the features they are given.
@@ -134,9 +149,43 @@ class TeacherEnsemble(nn.Module):
             embeddings.append(teacher(teacher_features)["sentence_embedding"])
         return embeddings
 
+    def rows(self, features: dict[str, Any], mini_batch_size: int | None = None) -> Tensor:
+        """The batch's stacked teacher rows (:func:`~distillcse_st.similarity.stack_teacher_embeddings`)."""
+        return stack_teacher_embeddings(self.embed(features, mini_batch_size), self.weights)
+
     def similarity(self, features: dict[str, Any], mini_batch_size: int | None = None) -> Tensor:
         """The weighted average of the teachers' ``(B, B)`` cosine-similarity matrices."""
-        return weighted_similarity(self.embed(features, mini_batch_size), self.weights)
+        return similarity_from_stacked(self.rows(features, mini_batch_size))
+
+
+def check_stacked_labels(labels: Tensor | None, rows: int, owner: str) -> Tensor:
+    """Validate a batch of :func:`add_teacher_embeddings` rows for ``rows`` texts; ``owner`` names the loss.
+
+    Refused, with the reason: no labels; not a float ``(rows, width)`` tensor; NaN or inf; rows whose
+    squared norms differ (each row of the layout is K unit blocks scaled by ``sqrt(w_k)``, so all rows have
+    the squared norm ``sum_k w_k``: raw, unnormalised embeddings would make the dot product of two rows
+    something other than a cosine).
+    """
+    if labels is None:
+        raise ValueError(
+            f"{owner} was built without live teachers, so the batch needs a 'label' column of precomputed "
+            "teacher embeddings: see distillcse_st.add_teacher_embeddings."
+        )
+    if labels.ndim != 2 or labels.size(0) != rows or not labels.is_floating_point():
+        raise ValueError(
+            f"Precomputed teacher labels must be a float tensor of shape (batch_size={rows}, dim), got "
+            f"{tuple(labels.shape)} of {labels.dtype}: build the column with distillcse_st.add_teacher_embeddings."
+        )
+    if not bool(labels.isfinite().all()):
+        raise ValueError("Precomputed teacher labels contain NaN or inf values.")
+    norms = labels.float().pow(2).sum(dim=1)
+    if bool(((norms - norms.mean()).abs() > LABEL_NORM_RTOL * norms.mean().clamp_min(1e-12)).any()):
+        raise ValueError(
+            f"Precomputed teacher label rows have different norms (squared norms from {norms.min().item():.4g} "
+            f"to {norms.max().item():.4g}); rows made by distillcse_st.add_teacher_embeddings all have the "
+            "squared norm sum_k w_k. Raw (unnormalised) teacher embeddings are not a valid label column."
+        )
+    return labels
 
 
 def encode_stacked(
@@ -145,12 +194,14 @@ def encode_stacked(
     weights: Sequence[float] | None = None,
     batch_size: int = 256,
     show_progress_bar: bool = True,
+    prompt: str | None = None,
 ) -> Tensor:
     """``(len(texts), sum_k dim_k)`` stacked teacher embeddings (see :func:`add_teacher_embeddings`)."""
     weights = resolve_weights(weights, len(teachers))
     embeddings = [
         teacher.encode(
-            list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar
+            list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar,
+            prompt=prompt,
         ).cpu()
         for teacher in teachers
     ]
@@ -161,10 +212,11 @@ def add_teacher_embeddings(
     dataset: Dataset,
     teachers: Sequence[SentenceTransformer],
     weights: Sequence[float] | None = None,
-    column: str | None = None,
+    column: str | Sequence[str] | None = None,
     label_column: str = "label",
     batch_size: int = 256,
     show_progress_bar: bool = True,
+    prompts: str | Mapping[str, str] | None = None,
 ) -> Dataset:
     """Precompute the teachers once: add a ``label`` column of stacked teacher embeddings.
 
@@ -172,18 +224,35 @@ def add_teacher_embeddings(
     the L2-normalised embeddings are concatenated with block ``k`` scaled by ``sqrt(w_k)``, so that
     the dot product of two rows is ``sum_k w_k cos_k(i, j)``. Duplicate texts are encoded once.
     Pass the result to a DistillCSE loss built with ``teacher=None`` / ``teachers=None``.
+
+    ``column`` may list several text columns (e.g. anchor and positive, for
+    :class:`~distillcse_st.losses.InBatchDistillLoss` over MultipleNegativesRankingLoss): each label is then
+    ``(num_columns, width)``, one row per column. ``prompts`` are the prompts the student trains with
+    (the Trainer's ``prompts`` argument: one string, or a column -> prompt mapping); the teachers encode
+    the prompted texts, exactly as a live teacher sees the prompted batch.
     """
+    columns = _label_columns(dataset, column, label_column)
+    encoded = []
+    for name in columns:
+        prompt = prompts.get(name) if isinstance(prompts, Mapping) else prompts
+        texts = dataset[name]
+        unique_texts = list(dict.fromkeys(texts))
+        stacked = encode_stacked(unique_texts, teachers, weights, batch_size, show_progress_bar, prompt).numpy()
+        row_of = {text: row for row, text in enumerate(unique_texts)}
+        encoded.append(stacked[np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))])
+    labels = encoded[0] if isinstance(column, str) or column is None else np.stack(encoded, axis=1)
+    return dataset.add_column(label_column, list(labels))
+
+
+def _label_columns(dataset: Dataset, column: str | Sequence[str] | None, label_column: str) -> list[str]:
     if column is None:
         if len(dataset.column_names) != 1:
-            raise ValueError(f"Name the text column: the dataset has columns {dataset.column_names}.")
+            raise ValueError(f"Name the text column(s): the dataset has columns {dataset.column_names}.")
         column = dataset.column_names[0]
-    if column not in dataset.column_names:
-        raise ValueError(f"Column {column!r} is not in the dataset (columns: {dataset.column_names}).")
+    columns = [column] if isinstance(column, str) else list(column)
+    missing = [name for name in columns if name not in dataset.column_names]
+    if not columns or missing:
+        raise ValueError(f"Column(s) {missing or columns} not in the dataset (columns: {dataset.column_names}).")
     if label_column in dataset.column_names:
         raise ValueError(f"The dataset already has a {label_column!r} column.")
-    texts = dataset[column]
-    unique_texts = list(dict.fromkeys(texts))
-    stacked = encode_stacked(unique_texts, teachers, weights, batch_size, show_progress_bar).numpy()
-    row_of = {text: row for row, text in enumerate(unique_texts)}
-    rows = np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))
-    return dataset.add_column(label_column, list(stacked[rows]))
+    return columns

@@ -1,11 +1,10 @@
-"""The machinery shared by the DistillCSE losses: validation, teachers, and the loss from embeddings."""
+"""The SimCSE-based DistillCSE losses: unsupervised SimCSE plus the in-batch distillation term."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -13,67 +12,45 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 
 from distillcse_st import distributed
-from distillcse_st.similarity import (
-    DIVERGENCES,
-    Divergence,
-    duplicate_groups,
-    duplicate_mask,
-    in_batch_distillation_loss,
-    simcse_contrastive_loss,
-    similarity_from_stacked,
-    stack_teacher_embeddings,
+from distillcse_st.features import batch_size, token_rows
+from distillcse_st.losses.distillation import (
+    DISTILLCSE_CITATION,
+    InBatchDistillation,
+    batch_memo,
+    check_non_negative,
+    check_positive,
+    memo_labels_match,
+    model_inputs,
 )
-from distillcse_st.teachers import TeacherEnsemble
+from distillcse_st.similarity import Divergence, duplicate_mask, similarity_from_stacked, simcse_contrastive_loss
+from distillcse_st.teachers import check_stacked_labels
 
 logger = logging.getLogger(__name__)
-
-DISTILLCSE_CITATION = """
-@inproceedings{xu2023distillcse,
-    title = "{D}istill{CSE}: Distilled Contrastive Learning for Sentence Embeddings",
-    author = "Xu, Jiahao and Shao, Wei and Chen, Lihui and Liu, Lemao",
-    booktitle = "Findings of the Association for Computational Linguistics: EMNLP 2023",
-    year = "2023",
-    publisher = "Association for Computational Linguistics",
-    url = "https://arxiv.org/abs/2310.13499",
-}
-"""
-
-
-def _check_positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    return float(value)
-
-
-def _check_non_negative(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
-    return float(value)
 
 
 def _has_dropout(model: nn.Module) -> bool:
     return any(isinstance(module, nn.Dropout) and module.p > 0 for module in model.modules())
 
 
-#: Relative tolerance on the squared norms of the rows of a precomputed label batch, which must all
-#: equal the sum of the teacher weights (unit blocks scaled by ``sqrt(w_k)``); loose enough for labels
-#: stored in float16.
-LABEL_NORM_RTOL = 1e-2
-
-
 def _empty_rows(features: dict[str, Tensor], special_ids: Sequence[int]) -> Tensor | None:
     """Rows whose every attended token is a special token (``[CLS] [SEP]``: an empty or blank text)."""
-    input_ids = features.get("input_ids")
-    if not isinstance(input_ids, Tensor) or input_ids.ndim != 2 or not special_ids:
+    rows = token_rows(features)
+    if rows is None or not special_ids:
         return None
-    content = ~torch.isin(input_ids, torch.tensor(list(special_ids), device=input_ids.device))
-    attention_mask = features.get("attention_mask")
-    if attention_mask is not None:
-        content &= attention_mask.bool()
+    content = (rows >= 0) & ~torch.isin(rows, torch.tensor(list(special_ids), device=rows.device))
     return ~content.any(dim=1)
 
 
-class DistillCSELoss(nn.Module):
+class BatchTargets(NamedTuple):
+    """What the loss of a batch needs besides the student's views: computed once per batch, passed explicitly."""
+
+    teacher_similarity: Tensor | None
+    """``(B, B)`` (``(B, world_size * B)`` when gathering); ``None`` without distillation."""
+    duplicate_ids: Tensor | None
+    """Duplicate ids of the (gathered) batch; ``None`` when the student has no token rows."""
+
+
+class DistillCSELoss(InBatchDistillation):
     """SimCSE contrastive loss plus in-batch distillation from (averaged) teachers, with optional Group-P.
 
     The common implementation of :class:`~distillcse_st.losses.GroupPDistillLoss` and
@@ -97,37 +74,24 @@ class DistillCSELoss(nn.Module):
         divergence: Divergence = "ce",
         gather_across_devices: bool = False,
     ) -> None:
-        super().__init__()
-        if group_p is not None and group_size is not None:
-            raise ValueError("Give group_p or group_size, not both (group_size replaces group_p).")
-        if group_p is not None and not (isinstance(group_p, (int, float)) and 0 < group_p <= 1):
-            raise ValueError(f"group_p must lie in (0, 1], or be None for no shuffling; got {group_p!r}.")
-        if group_size is not None and not (isinstance(group_size, int) and group_size >= 1):
-            raise ValueError(f"group_size must be a positive integer, got {group_size!r}.")
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}.")
-        self.model = model
-        self.teachers = None if teachers is None else TeacherEnsemble(model, teachers, weights)
-        self.weights = None if self.teachers is None else self.teachers.weights
-        if teachers is None and weights is not None:
-            raise ValueError(
-                "weights belong to live teachers; for precomputed ones pass them to add_teacher_embeddings."
-            )
-        self.group_p = None if group_p is None else float(group_p)
-        self.group_size = group_size
-        self.group_temperature = _check_positive("group_temperature", group_temperature)
-        self.contrastive_temperature = _check_positive("contrastive_temperature", contrastive_temperature)
-        self.student_temperature = _check_positive("student_temperature", student_temperature)
-        self.teacher_temperature = _check_positive("teacher_temperature", teacher_temperature)
-        self.contrastive_weight = _check_non_negative("contrastive_weight", contrastive_weight)
-        self.distillation_weight = _check_non_negative("distillation_weight", distillation_weight)
+        super().__init__(
+            model,
+            teachers=teachers,
+            weights=weights,
+            group_p=group_p,
+            group_size=group_size,
+            group_temperature=group_temperature,
+            student_temperature=student_temperature,
+            teacher_temperature=teacher_temperature,
+            distillation_weight=distillation_weight,
+            divergence=divergence,
+            gather_across_devices=gather_across_devices,
+        )
+        self.contrastive_temperature = check_positive("contrastive_temperature", contrastive_temperature)
+        self.contrastive_weight = check_non_negative("contrastive_weight", contrastive_weight)
         if self.contrastive_weight == 0 and self.distillation_weight == 0:
             raise ValueError("contrastive_weight and distillation_weight are both 0: there is nothing to train.")
-        self.divergence = divergence
-        self.gather_across_devices = bool(gather_across_devices)
         self._label_width: int | None = None  # the width of the first precomputed label batch
-        self._batch_groups: Tensor | None = None  # duplicate ids of the last batch (see text_features)
-        self._warned: set[str] = set()
         if self.contrastive_weight > 0 and not _has_dropout(model):
             logger.warning(
                 "The student has no dropout with p > 0, so the two SimCSE views of a sentence are identical and "
@@ -148,20 +112,9 @@ class DistillCSELoss(nn.Module):
                 f"column of precomputed teacher embeddings), but the batch has {len(sentence_features)} text columns."
             )
         features = sentence_features[0]
-        batch_size = features["input_ids"].size(0)
-        if batch_size < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 sentences per batch (in-batch negatives and distillation "
-                f"candidates), got {batch_size}. Use a larger batch size or drop_last."
-            )
-        self._check_empty_texts(features)
-        self._batch_groups = self.batch_duplicate_groups(features)
+        if self._first_time("check:empty"):
+            self._check_empty_texts(features)
         return features
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logger.warning(message)
 
     def _check_empty_texts(self, features: dict[str, Tensor]) -> None:
         tokenizer = getattr(self._student, "tokenizer", None)
@@ -174,33 +127,20 @@ class DistillCSELoss(nn.Module):
                 "filter them out of the dataset if they are not meant to be there. (Warned once.)",
             )
 
-    @property
-    def _student(self) -> nn.Module:
-        """The SentenceTransformer, also after the Trainer has put a DDP wrapper in ``self.model``."""
-        return getattr(self.model, "module", self.model)
+    def batch_targets(self, features: dict[str, Tensor], labels: Tensor | None) -> BatchTargets:
+        """The batch's teacher similarity and duplicate ids, computed on the first call for this batch.
 
-    def _gathering(self) -> bool:
-        return self.gather_across_devices and distributed.is_distributed()
-
-    def batch_duplicate_groups(self, features: dict[str, Tensor]) -> Tensor | None:
-        """Duplicate ids of the (global, when gathering) batch: rows with identical tokens share an id.
-
-        ``None`` when the batch holds no duplicate, or when the model's inputs are not ``(B, L)`` token ids.
+        ST's wrappers call the loss again on the same batch (once per Matryoshka dimension or per layer);
+        those calls reuse the first call's targets, also when MatryoshkaLoss hands them truncated labels.
         """
-        input_ids = features.get("input_ids")
-        if not isinstance(input_ids, Tensor) or input_ids.ndim != 2:
-            return None
-        attention_mask = features.get("attention_mask")
-        if isinstance(attention_mask, Tensor) and attention_mask.shape == input_ids.shape:
-            input_ids = input_ids.masked_fill(attention_mask == 0, -1)  # the same text, however it is padded
-        if self._gathering():
-            input_ids = distributed.gather_token_rows(input_ids, pad_id=-1)
-        groups = duplicate_groups(input_ids)
-        # The ids are dense (0 .. number of distinct rows - 1), so a duplicate leaves the largest below B - 1.
-        return groups if int(groups.max()) + 1 < groups.numel() else None
+        memo = batch_memo(features, self)
+        if "targets" not in memo or not memo_labels_match(memo["labels"], labels):
+            memo["targets"] = BatchTargets(self.teacher_similarity(features, labels), self.duplicate_ids(features))
+            memo["labels"] = labels
+        return memo["targets"]
 
     def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor | None:
-        """The teacher similarity: from the live teachers, else from precomputed labels.
+        """The teacher similarity: teacher rows (live, or precomputed labels), gathered, then one matmul.
 
         ``(B, B)``; with ``gather_across_devices`` in a multi-process run, ``(B, world_size * B)``: this
         process's anchors against the whole global batch. ``None`` when the distillation term is off
@@ -209,48 +149,21 @@ class DistillCSELoss(nn.Module):
         if self.distillation_weight == 0:
             return None
         if self.teachers is not None:
-            if labels is not None:
-                self._warn_once(
-                    "labels", f"{type(self).__name__} has live teachers, so the batch's 'label' column is ignored."
-                )
-            if self._gathering():
-                stacked = stack_teacher_embeddings(self.teachers.embed(features), self.teachers.weights)
-                similarity = self._local_global_similarity(stacked)
-            else:
-                similarity = self.teachers.similarity(features)
-            if not bool(similarity.isfinite().all()):
-                raise ValueError("A live teacher produced NaN or inf embeddings for this batch.")
-            return similarity
-        labels = self.check_labels(features, labels)
-        if self._gathering():
-            return self._local_global_similarity(labels)
-        return similarity_from_stacked(labels)
-
-    def _local_global_similarity(self, stacked: Tensor) -> Tensor:
-        return similarity_from_stacked(stacked, distributed.all_gather(stacked))
+            rows = self.live_teacher_rows(features, labels)
+        else:
+            rows = self.check_labels(features, labels)
+        return similarity_from_stacked(rows, self.gathered(rows))
 
     def check_labels(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor:
-        """Validate a batch of precomputed teacher embeddings (see :func:`~distillcse_st.add_teacher_embeddings`).
+        """Validate a batch of precomputed teacher rows (:func:`~distillcse_st.teachers.check_stacked_labels`).
 
-        Refused, with the reason: no labels; not a float ``(batch_size, width)`` tensor; NaN or inf; a width
-        other than that of the first batch this loss saw (the column mixes teacher layouts, e.g. a
-        teacher block is missing); rows whose squared norms differ (each row of the layout is K unit
-        blocks scaled by ``sqrt(w_k)``, so all rows have the squared norm ``sum_k w_k``: raw, unnormalised
-        embeddings would make the dot product of two rows something other than a cosine).
+        Also refused: a width other than that of the first batch this loss saw (the column mixes teacher
+        layouts, e.g. a teacher block is missing). Value checks run on the first batch only.
         """
-        batch_size = features["input_ids"].size(0)
-        if labels is None:
-            raise ValueError(
-                f"{type(self).__name__} was built without live teachers, so the batch needs a 'label' column of "
-                "precomputed teacher embeddings: see distillcse_st.add_teacher_embeddings."
-            )
-        if labels.ndim != 2 or labels.size(0) != batch_size or not labels.is_floating_point():
-            raise ValueError(
-                f"Precomputed teacher labels must be a float tensor of shape (batch_size={batch_size}, dim), got "
-                f"{tuple(labels.shape)} of {labels.dtype}: build the column with distillcse_st.add_teacher_embeddings."
-            )
-        if not bool(labels.isfinite().all()):
-            raise ValueError("Precomputed teacher labels contain NaN or inf values.")
+        rows = batch_size(features)
+        if labels is None or labels.ndim != 2 or labels.size(0) != rows or not labels.is_floating_point():
+            check_stacked_labels(labels, rows, type(self).__name__)  # raises, naming the problem
+        self._check_until_passed("labels", lambda: check_stacked_labels(labels, rows, type(self).__name__))
         width = labels.size(1)
         if self._label_width is None:
             self._label_width = width
@@ -260,49 +173,48 @@ class DistillCSELoss(nn.Module):
                 "the label column mixes teacher layouts (a teacher block missing or added). Rebuild it with one "
                 "call of distillcse_st.add_teacher_embeddings."
             )
-        norms = labels.float().pow(2).sum(dim=1)
-        if bool(((norms - norms.mean()).abs() > LABEL_NORM_RTOL * norms.mean().clamp_min(1e-12)).any()):
-            raise ValueError(
-                f"Precomputed teacher label rows have different norms (squared norms from {norms.min().item():.4g} "
-                f"to {norms.max().item():.4g}); rows made by distillcse_st.add_teacher_embeddings all have the "
-                "squared norm sum_k w_k. Raw (unnormalised) teacher embeddings are not a valid label column."
-            )
         return labels
 
     def embed_views(self, features: dict[str, Tensor]) -> list[Tensor]:
-        """The student's dropout views of the batch, in one merged forward pass where possible."""
-        return embed_columns(self.model, [dict(features) for _ in range(self.num_views)], separate_first=False)
+        """The student's dropout views of the batch, in one merged forward pass where possible.
 
-    def loss_from_embeddings(
-        self,
-        views: Sequence[Tensor],
-        teacher_similarity: Tensor | None,
-        duplicate_groups: Tensor | None | str = "batch",
-    ) -> Tensor:
+        The views' feature dicts are kept in the batch memo, so that a wrapper handing state between its
+        calls through them (AdaptiveLayerLoss) finds it on its next call.
+        """
+        memo = batch_memo(features, self)
+        if len(memo.get("views", ())) != self.num_views:
+            memo["views"] = [model_inputs(features) for _ in range(self.num_views)]
+        return embed_columns(self.model, memo["views"], separate_first=False)
+
+    def loss_from_embeddings(self, views: Sequence[Tensor], targets: BatchTargets) -> Tensor:
         """``contrastive_weight * L_cl(view1, view2) + distillation_weight * L_kd(view1, T)``.
 
-        ``views`` are this process's dropout views; ``teacher_similarity`` is what
-        :meth:`teacher_similarity` returned for the batch. Copies of a sentence (identical token rows)
-        are masked out of each other's negatives and distillation candidates: ``duplicate_groups``
-        gives their ids (:func:`~distillcse_st.similarity.duplicate_groups` of the whole, gathered,
-        batch); the default, ``"batch"``, takes those the last :meth:`text_features` call found, which
-        is the batch being scored when this follows :meth:`text_features` (as in :meth:`forward` and the
-        cached losses).
+        ``views`` are this process's dropout views; ``targets`` what :meth:`batch_targets` returned for the
+        batch. Copies of a sentence (identical token rows) are masked out of each other's negatives and
+        distillation candidates. A batch of one sentence (a last, short batch) has no negative and no
+        candidate: it contributes a zero loss (with a one-time warning) that still reaches every parameter.
         """
-        if isinstance(duplicate_groups, str):
-            duplicate_groups = self._batch_groups
         anchors = views[0]
         rows, row_offset = anchors.size(0), 0
         candidates = list(views)
         if self._gathering():
             candidates = [distributed.all_gather_with_grad(view) for view in views]
             row_offset = distributed.rank_offset(rows)
+        elif rows < 2:
+            self._warn_once(
+                "single",
+                f"{type(self).__name__} got a batch of {rows} sentence: with no in-batch negative or distillation "
+                "candidate it contributes a zero loss. (A last, short batch; set dataloader_drop_last=True to "
+                "skip it. Warned once.)",
+            )
+            return sum(view.sum() for view in views) * 0.0
         total = candidates[0].size(0)
-        if duplicate_groups is not None and duplicate_groups.numel() != total:
-            duplicate_groups = None  # recorded for another batch
-        mask = None if duplicate_groups is None else duplicate_mask(duplicate_groups.to(anchors.device), row_offset,
-                                                                    rows)
-        if len(views) > 1 and torch.is_grad_enabled() and self.training and torch.equal(views[0], views[1]):
+        groups = targets.duplicate_ids
+        mask = None if groups is None else duplicate_mask(groups.to(anchors.device), row_offset, rows)
+        if (
+            len(views) > 1 and torch.is_grad_enabled() and self.training and self._first_time("check:views")
+            and torch.equal(views[0], views[1])
+        ):
             self._warn_once(
                 "views",
                 "The two SimCSE views of the batch are identical (the student has no active dropout, or is in eval "
@@ -314,46 +226,27 @@ class DistillCSELoss(nn.Module):
                 anchors, candidates[1], self.contrastive_temperature, mask=mask, row_offset=row_offset
             )
         if self.distillation_weight > 0:
-            if teacher_similarity.shape != (rows, total):
-                raise ValueError(
-                    f"The teacher similarity has shape {tuple(teacher_similarity.shape)} but the batch needs "
-                    f"({rows}, {total}) (this process's anchors x all candidates); with gather_across_devices, "
-                    "compute it with DistillCSELoss.teacher_similarity."
-                )
-            loss = loss + self.distillation_weight * in_batch_distillation_loss(
+            loss = loss + self.distillation_loss(
                 anchors,
-                teacher_similarity.to(anchors.device),
-                teacher_temperature=self.teacher_temperature,
-                student_temperature=self.student_temperature,
-                divergence=self.divergence,
-                group_p=self.group_p,
-                group_size=self.group_size,
-                group_temperature=self.group_temperature,
-                candidates=candidates[0] if self._gathering() else None,
-                mask=mask,
-                row_offset=row_offset,
+                candidates[0],
+                targets.teacher_similarity,
+                mask,
+                row_offset,
+                exclude_self=True,
+                total_rows=total if self._gathering() else None,
             )
         return loss
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         features = self.text_features(sentence_features)
-        teacher_similarity = self.teacher_similarity(features, labels)
-        return self.loss_from_embeddings(self.embed_views(features), teacher_similarity)
+        targets = self.batch_targets(features, labels)
+        return self.loss_from_embeddings(self.embed_views(features), targets)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
-            "teachers": "precomputed (label column)" if self.teachers is None else self.teachers.names(),
-            "weights": self.weights,
-            "group_p": self.group_p,
-            "group_size": self.group_size,
-            "group_temperature": self.group_temperature,
+            **self.distillation_config(),
             "contrastive_temperature": self.contrastive_temperature,
-            "student_temperature": self.student_temperature,
-            "teacher_temperature": self.teacher_temperature,
             "contrastive_weight": self.contrastive_weight,
-            "distillation_weight": self.distillation_weight,
-            "divergence": self.divergence,
-            "gather_across_devices": self.gather_across_devices,
         }
 
     @property

@@ -7,8 +7,9 @@ DistillCSE batch maps onto them:
 - every dropout view of the one text column is its own "column" of ``forward_cached``, so each view's
   mini-batches get their own :class:`~sentence_transformers.base.losses.gradcache.RandContext` and the
   replay reproduces each view's dropout masks;
-- the teacher similarity, computed once per batch without gradients (live teachers in mini-batches
-  too), travels as the ``labels`` of ``calculate_loss``;
+- the batch's :class:`~distillcse_st.losses.base.BatchTargets` (teacher similarity, computed once per batch
+  without gradients, live teachers in mini-batches too; duplicate ids) travel as the ``labels`` of
+  ``calculate_loss``;
 - ``calculate_loss`` concatenates each view's mini-batch embeddings and calls the plain loss's
   :meth:`~distillcse_st.losses.DistillCSELoss.loss_from_embeddings`, so the loss is the same code, and
   Group-P draws its permutation once, inside the step whose gradient is cached.
@@ -21,12 +22,11 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.losses.gradcache import (
-    CachedLossMixin,
-    _validate_mini_batch_num_tokens,
-    has_static_embedding_input,
-)
+from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_static_embedding_input
 from torch import Tensor
+
+from distillcse_st.losses.base import BatchTargets
+from distillcse_st.losses.distillation import model_inputs
 
 
 class CachedDistillCSEMixin(CachedLossMixin):
@@ -46,7 +46,11 @@ class CachedDistillCSEMixin(CachedLossMixin):
             )
         if isinstance(mini_batch_size, bool) or not isinstance(mini_batch_size, int) or mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be a positive integer, got {mini_batch_size!r}.")
-        _validate_mini_batch_num_tokens(mini_batch_num_tokens)
+        if mini_batch_num_tokens is not None and not (
+            isinstance(mini_batch_num_tokens, int) and not isinstance(mini_batch_num_tokens, bool)
+            and mini_batch_num_tokens >= 1
+        ):
+            raise ValueError(f"mini_batch_num_tokens must be a positive integer or None, got {mini_batch_num_tokens!r}.")
         self.mini_batch_size = mini_batch_size
         self.mini_batch_num_tokens = mini_batch_num_tokens
         self.show_progress_bar = show_progress_bar
@@ -54,13 +58,13 @@ class CachedDistillCSEMixin(CachedLossMixin):
             self.teachers.mini_batch_size = mini_batch_size  # live teachers run in mini-batches too
 
     def calculate_loss(
-        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+        self, reps: list[list[Tensor]], labels: BatchTargets | None = None, *, with_backward: bool = False
     ) -> Tensor:
         """The full-batch DistillCSE loss from the per-view, per-mini-batch embeddings.
 
-        ``labels`` is the ``(B, B)`` teacher similarity (``None`` without distillation). The loss is
-        computed once over the whole batch, so a Group-P permutation is drawn once and the loss and the
-        cached gradient belong to the same permutation.
+        ``labels`` are the batch's :class:`~distillcse_st.losses.base.BatchTargets`. The loss is computed
+        once over the whole batch, so a Group-P permutation is drawn once and the loss and the cached
+        gradient belong to the same permutation.
         """
         views = [torch.cat(rep_mbs) for rep_mbs in reps]
         loss = self.loss_from_embeddings(views, labels)
@@ -71,9 +75,9 @@ class CachedDistillCSEMixin(CachedLossMixin):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         features = self.text_features(sentence_features)
-        teacher_similarity = self.teacher_similarity(features, labels)
+        targets = self.batch_targets(features, labels)
         # One column per dropout view. Shallow copies: mini-batches are sliced from them, never written to.
-        return self.forward_cached([dict(features) for _ in range(self.num_views)], teacher_similarity)
+        return self.forward_cached([model_inputs(features) for _ in range(self.num_views)], targets)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

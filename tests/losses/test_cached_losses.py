@@ -34,6 +34,7 @@ from distillcse_st import (
     TeacherEnsemble,
     add_teacher_embeddings,
 )
+from distillcse_st.losses.distillation import model_inputs
 from tests.helpers import build_tiny_model, load
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -127,15 +128,16 @@ def reference_with_same_masks(loss, features, labels, seed):
     model = loss.model
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    teacher_similarity = loss.teacher_similarity(features, labels)
+    targets = loss.batch_targets(features, labels)
     ranges = _minibatch_ranges(features, loss.mini_batch_size)
     views = [
         torch.cat(
-            [model(_create_minibatch(dict(features), begin, end))["sentence_embedding"] for begin, end in ranges]
+            [model(_create_minibatch(model_inputs(features), begin, end))["sentence_embedding"]
+             for begin, end in ranges]
         )
         for _ in range(loss.num_views)
     ]
-    value = loss.loss_from_embeddings(views, teacher_similarity)
+    value = loss.loss_from_embeddings(views, targets)
     value.backward()
     grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)

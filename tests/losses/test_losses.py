@@ -158,8 +158,6 @@ def test_bad_batches_are_refused(student, teacher, corpus):
         loss(batch_features(student, corpus[:4]), torch.full((4, 8), float("nan")))
     with pytest.raises(ValueError, match="exactly one text column"):
         loss(features + features, torch.randn(4, 8))
-    with pytest.raises(ValueError, match="at least 2 sentences"):
-        GroupPDistillLoss(student, teacher=teacher)(batch_features(student, corpus[:1]), None)
 
 
 def test_trainer_step_lowers_the_loss_and_saves_a_plain_st_model(tiny_model_dir, teacher, corpus, tmp_path):

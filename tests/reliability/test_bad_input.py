@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-from distillcse_st import GroupPDistillLoss, MultiTeacherAvgLoss, add_teacher_embeddings
+from distillcse_st import CachedGroupPDistillLoss, GroupPDistillLoss, MultiTeacherAvgLoss, add_teacher_embeddings
 from distillcse_st.similarity import (
     cosine_similarity_matrix,
     duplicate_groups,
@@ -69,9 +69,22 @@ def test_group_p_of_one_is_accepted(student, teacher, corpus):
 # --- batch layout ----------------------------------------------------------------------------------------
 
 
-def test_batch_of_one_is_refused(student, teacher, corpus):
-    with pytest.raises(ValueError, match="at least 2 sentences per batch"):
-        GroupPDistillLoss(student, teacher=teacher)(features(student, corpus[:1]), None)
+@pytest.mark.parametrize("cached", [False, True])
+def test_batch_of_one_gives_a_zero_loss_that_reaches_every_parameter_with_one_warning(
+    student, teacher, corpus, caplog, cached
+):
+    loss_class = CachedGroupPDistillLoss if cached else GroupPDistillLoss
+    loss = loss_class(student, teacher=teacher)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            value = loss(features(student, corpus[:1]), None)
+            assert value.item() == 0.0
+            value.backward()
+    assert sum("batch of 1 sentence" in record.getMessage() for record in caplog.records) == 1
+    reached = {name for name, parameter in student.named_parameters() if parameter.grad is not None}
+    student.zero_grad(set_to_none=True)
+    loss(features(student, corpus[:4]), None).backward()
+    assert reached == {name for name, parameter in student.named_parameters() if parameter.grad is not None}
 
 
 @pytest.mark.parametrize("columns", [0, 2, 3])
@@ -157,7 +170,7 @@ def test_labels_next_to_live_teachers_are_ignored_with_a_warning(student, teache
 
 def test_a_live_teacher_producing_nan_is_refused(student, teacher, corpus, monkeypatch):
     loss = GroupPDistillLoss(student, teacher=teacher)
-    monkeypatch.setattr(loss.teachers, "similarity", lambda features, *args, **kwargs: torch.full((4, 4), math.nan))
+    monkeypatch.setattr(loss.teachers, "rows", lambda features, *args, **kwargs: torch.full((4, 8), math.nan))
     with pytest.raises(ValueError, match="live teacher produced NaN"):
         loss(features(student, corpus[:4]), None)
 
@@ -193,7 +206,7 @@ def test_duplicate_mask_marks_copies_but_not_the_anchor_itself():
         expected[i, j] = True
     assert torch.equal(mask, expected)
     assert torch.equal(duplicate_mask(groups, row_offset=2, rows=2), expected[2:4])
-    assert duplicate_mask(duplicate_groups(torch.arange(12).view(4, 3))) is None
+    assert not duplicate_mask(duplicate_groups(torch.arange(12).view(4, 3))).any()
 
 
 def reference_masked_kd(z: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -289,4 +302,5 @@ def test_empty_strings_train_with_a_warning(student, other_vocab_teacher_dir, co
     assert torch.isfinite(value)
     assert caplog.text.count("2 text(s) of a batch are empty or blank") == 1
     # "" and "   " tokenize alike ([CLS] [SEP]): they are duplicates of each other and masked as such.
-    assert loss._batch_groups is not None and loss._batch_groups[0] == loss._batch_groups[2]
+    groups = loss.duplicate_ids(features(student, texts)[0])
+    assert groups[0] == groups[2] and len(set(groups.tolist())) == 4

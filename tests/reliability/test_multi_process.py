@@ -96,7 +96,7 @@ def test_row_slices_against_all_candidates_average_to_the_full_batch_loss(group_
         mask = duplicate_mask(groups, offset, count)
         torch.manual_seed(1)  # every process has the same generator state
         return simcse_contrastive_loss(z1[rows], z2, mask=mask, row_offset=offset) + in_batch_distillation_loss(
-            z1[rows], teacher[rows], group_p=group_p, candidates=z1, mask=mask, row_offset=offset)
+            z1[rows], teacher[rows], group_p=group_p, candidates=z1, mask=mask, row_offset=offset, total_rows=8)
 
     full = loss(slice(0, 8))
     halves = (loss(slice(0, 4)) + loss(slice(4, 8))) / 2
