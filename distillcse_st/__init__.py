@@ -15,6 +15,7 @@ _EXPORTS = {
     "CachedMultiTeacherAvgLoss": "losses",
     "DistillCSELoss": "losses",
     "GroupPDistillLoss": "losses",
+    "InBatchDistillLoss": "losses",
     "MultiTeacherAvgLoss": "losses",
     "TeacherEnsemble": "teachers",
     "add_teacher_embeddings": "teachers",

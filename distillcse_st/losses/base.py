@@ -19,6 +19,7 @@ from distillcse_st.losses.distillation import (
     batch_memo,
     check_non_negative,
     check_positive,
+    check_truncated_labels,
     memo_labels_match,
     model_inputs,
 )
@@ -135,6 +136,8 @@ class DistillCSELoss(InBatchDistillation):
         """
         memo = batch_memo(features, self)
         if "targets" not in memo or not memo_labels_match(memo["labels"], labels):
+            if self.teachers is None:
+                check_truncated_labels(self._student, labels)
             memo["targets"] = BatchTargets(self.teacher_similarity(features, labels), self.duplicate_ids(features))
             memo["labels"] = labels
         return memo["targets"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses.matryoshka import ForwardDecorator as MatryoshkaForward
 from torch import Tensor, nn
 
 from distillcse_st import distributed
@@ -80,6 +81,24 @@ def memo_labels_match(memo_labels: Tensor | None, labels: Tensor | None) -> bool
         and labels.shape[:-1] == memo_labels.shape[:-1]
         and labels.size(-1) <= memo_labels.size(-1)
     )
+
+
+def check_truncated_labels(student: nn.Module, labels: Tensor | None) -> None:
+    """Refuse labels that MatryoshkaLoss truncated before the loss saw them whole.
+
+    MatryoshkaLoss slices labels as wide as the student to each dimension; the loss computes the teacher
+    similarity from its first call, the widest dimension, which must be the student's own.
+    """
+    forward = getattr(student, "forward", None)
+    if not isinstance(forward, MatryoshkaForward) or labels is None or forward.dim is None:
+        return
+    full = student.get_embedding_dimension()
+    if full is not None and forward.dim < full and labels.size(-1) == forward.dim:
+        raise ValueError(
+            f"MatryoshkaLoss truncated the teacher labels to {forward.dim} dimensions before this loss saw them "
+            f"whole, which would change the teacher similarity. Include the student's full dimension ({full}) in "
+            "matryoshka_dims (as sentence-transformers recommends), or use live teachers."
+        )
 
 
 class InBatchDistillation(nn.Module):
