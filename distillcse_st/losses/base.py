@@ -23,7 +23,7 @@ from distillcse_st.losses.distillation import (
     memo_labels_match,
     model_inputs,
 )
-from distillcse_st.similarity import Divergence, duplicate_mask, similarity_from_stacked, simcse_contrastive_loss
+from distillcse_st.similarity import Divergence, duplicate_mask, simcse_contrastive_loss, similarity_from_stacked
 from distillcse_st.teachers import check_stacked_labels
 
 logger = logging.getLogger(__name__)

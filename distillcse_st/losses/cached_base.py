@@ -50,7 +50,9 @@ class CachedDistillCSEMixin(CachedLossMixin):
             isinstance(mini_batch_num_tokens, int) and not isinstance(mini_batch_num_tokens, bool)
             and mini_batch_num_tokens >= 1
         ):
-            raise ValueError(f"mini_batch_num_tokens must be a positive integer or None, got {mini_batch_num_tokens!r}.")
+            raise ValueError(
+                f"mini_batch_num_tokens must be a positive integer or None, got {mini_batch_num_tokens!r}."
+            )
         self.mini_batch_size = mini_batch_size
         self.mini_batch_num_tokens = mini_batch_num_tokens
         self.show_progress_bar = show_progress_bar

@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses.matryoshka import ForwardDecorator as MatryoshkaForward
 from torch import Tensor, nn

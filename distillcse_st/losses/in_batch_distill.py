@@ -178,7 +178,8 @@ class InBatchDistillLoss(InBatchDistillation):
         )
         if not isinstance(loss, nn.Module) or isinstance(loss, InBatchDistillation):
             raise ValueError(
-                f"loss must be a sentence-transformers loss module without a DistillCSE term, got {type(loss).__name__}."
+                "loss must be a sentence-transformers loss module without a DistillCSE term, got "
+                f"{type(loss).__name__}."
             )
         self.loss = loss
         self.uses_gradient_cache = uses_gradient_cache(loss)
