@@ -9,7 +9,6 @@ from distillcse_st.training.arguments import (
     add_output_options,
     add_training_options,
     loss_options,
-    training_command,
     training_options,
 )
 
@@ -40,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-@training_command
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.training.demo import run_demo
 

@@ -7,7 +7,6 @@ from distillcse_st.evaluation.dev_evaluator import dev_file, metric_for_best_mod
 from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table, load_model
 from distillcse_st.evaluation.sts_tasks import (
     STS7,
-    EvalInputError,
     local_sts_task,
     mteb_task,
     read_sts_jsonl,
@@ -16,7 +15,6 @@ from distillcse_st.evaluation.sts_tasks import (
 
 __all__ = [
     "STS7",
-    "EvalInputError",
     "dev_file",
     "evaluate_sts",
     "format_table",

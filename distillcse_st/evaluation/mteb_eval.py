@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillcse_st.evaluation.sts_tasks import EvalInputError, default_data_dir, resolve_tasks
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation.sts_tasks import default_data_dir, resolve_tasks
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
@@ -25,9 +26,9 @@ def load_model(model_or_path: SentenceTransformer | str | Path) -> SentenceTrans
         return model_or_path
     path = Path(model_or_path)
     if not path.is_dir():
-        raise EvalInputError(f"model directory not found: {path}")
+        raise InputError(f"model directory not found: {path}")
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise EvalInputError(f"not a SentenceTransformer/transformers model directory (no modules.json): {path}")
+        raise InputError(f"not a SentenceTransformer/transformers model directory (no modules.json): {path}")
     return SentenceTransformer(str(path), local_files_only=True)
 
 

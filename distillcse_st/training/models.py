@@ -6,16 +6,16 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
-from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.errors import InputError
 
 
 def check_model_dir(path: str | Path, role: str) -> Path:
     """``path`` as an absolute ``Path`` if it is a saved SentenceTransformer directory, else an error."""
     path = Path(path)
     if not path.is_dir():
-        raise TrainingInputError(f"{role} model directory not found: {path}")
+        raise InputError(f"{role} model directory not found: {path}")
     if not (path / "modules.json").is_file():
-        raise TrainingInputError(f"{role} directory is not a SentenceTransformer model (no modules.json): {path}")
+        raise InputError(f"{role} directory is not a SentenceTransformer model (no modules.json): {path}")
     return path.resolve()
 
 
@@ -25,7 +25,7 @@ def load_model(path: str | Path, role: str, max_seq_length: int | None = None) -
     try:
         model = SentenceTransformer(str(path), local_files_only=True)
     except (OSError, ValueError) as error:
-        raise TrainingInputError(f"cannot load the {role} model {path}: {error}") from None
+        raise InputError(f"cannot load the {role} model {path}: {error}") from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,12 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import metric_for_best_model, sts_dev_evaluator
-from distillcse_st.evaluation.sts_tasks import EvalInputError
-from distillcse_st.losses import DistillCSELoss, GroupPDistillLoss, MultiTeacherAvgLoss
+from distillcse_st.losses import GroupPDistillLoss, MultiTeacherAvgLoss
 from distillcse_st.teachers import resolve_weights
 from distillcse_st.training.corpus import texts_digest
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
-from distillcse_st.training.errors import TrainingInputError
 from distillcse_st.training.models import check_model_dir, load_model
 from distillcse_st.training.outputs import finish, partial_dir, start, write_json
 from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
@@ -76,29 +76,26 @@ def training_arguments(output: Path, training_options: dict[str, Any] | None) ->
     try:
         return SentenceTransformerTrainingArguments(**options)
     except (TypeError, ValueError) as error:
-        raise TrainingInputError(f"invalid training arguments: {error}") from None
+        raise InputError(f"invalid training arguments: {error}") from None
 
 
 def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArguments) -> None:
     if len(corpus) < args.per_device_train_batch_size:
-        raise TrainingInputError(
+        raise InputError(
             f"the corpus has {len(corpus)} sentences, fewer than one batch ({args.per_device_train_batch_size})"
         )
 
 
-def dev_evaluator(dev_file: str | Path | None) -> EmbeddingSimilarityEvaluator:
-    """The STS-B dev evaluator (the packaged dev set by default), with input errors as training errors."""
-    try:
-        return sts_dev_evaluator(dev_file)
-    except EvalInputError as error:
-        raise TrainingInputError(str(error)) from None
+@contextmanager
+def loss_arguments() -> Iterator[None]:
+    """Around building a loss: the ``ValueError`` of a bad loss argument or teacher weight is an input error.
 
-
-def build_loss(loss_class: type[DistillCSELoss], model: SentenceTransformer, **options: Any) -> DistillCSELoss:
+    The losses raise plain ``ValueError`` (they are used without this package's command line too).
+    """
     try:
-        return loss_class(model, **options)
+        yield
     except ValueError as error:
-        raise TrainingInputError(str(error)) from None
+        raise InputError(str(error)) from None
 
 
 def run_stage(
@@ -181,9 +178,10 @@ def train_simcse(
     }
     args = training_arguments(output, training_options)
     check_corpus_size(corpus, args)
-    evaluator = dev_evaluator(dev_file)
+    evaluator = sts_dev_evaluator(dev_file)
     model = load_model(model_dir, "student", max_seq_length)
-    loss = build_loss(GroupPDistillLoss, model, distillation_weight=0.0, **loss_options)
+    with loss_arguments():
+        loss = GroupPDistillLoss(model, distillation_weight=0.0, **loss_options)
     model.model_card_data.model_name = f"Unsupervised SimCSE of {model_dir} (round 0 of {DISTILLCSE_MODEL_CARD})"
     start(output, config, overwrite)
     return run_stage(model, corpus, loss, args, evaluator, output, config, resume_from_checkpoint, callbacks)
@@ -216,10 +214,8 @@ def train_distill(
     output = Path(output)
     model_dir = check_model_dir(model_dir, "student")
     teacher_dirs = [check_model_dir(directory, "teacher") for directory in teacher_dirs]
-    try:
+    with loss_arguments():
         weights = resolve_weights(weights, len(teacher_dirs))
-    except ValueError as error:
-        raise TrainingInputError(str(error)) from None
     loss_options = dict(loss_options or {})
     config = {
         "stage": "distill",
@@ -234,13 +230,14 @@ def train_distill(
     }
     args = training_arguments(output, training_options)
     check_corpus_size(corpus, args)
-    evaluator = dev_evaluator(dev_file)
+    evaluator = sts_dev_evaluator(dev_file)
     model = load_model(model_dir, "student", max_seq_length)
     teachers = None if precompute else [load_model(directory, "teacher") for directory in teacher_dirs]
-    if len(teacher_dirs) == 1:
-        loss = build_loss(GroupPDistillLoss, model, teacher=teachers and teachers[0], **loss_options)
-    else:
-        loss = build_loss(MultiTeacherAvgLoss, model, teachers=teachers, weights=teachers and weights, **loss_options)
+    with loss_arguments():
+        if len(teacher_dirs) == 1:
+            loss = GroupPDistillLoss(model, teacher=teachers and teachers[0], **loss_options)
+        else:
+            loss = MultiTeacherAvgLoss(model, teachers=teachers, weights=teachers and weights, **loss_options)
     names = ", ".join(map(str, teacher_dirs))
     model.model_card_data.model_name = f"{DISTILLCSE_MODEL_CARD} student of {model_dir}, teachers: {names}"
     work = start(output, config, overwrite)

@@ -148,6 +148,15 @@ def test_errors(
             ["simcse", *train, "--corpus", corpus_file, "--output", tmp_path / "o", "--training-arg", "nope=1"],
             "invalid training arguments",
         ),
+        (  # a ValueError of the loss constructor
+            ["simcse", *train, "--corpus", corpus_file, "--output", tmp_path / "o", "--contrastive-temperature", "0"],
+            "contrastive_temperature",
+        ),
+        (
+            ["distill", *train, "--teacher", tiny_model_dir, "--weights", "1,2", "--corpus", corpus_file,
+             "--output", tmp_path / "o"],
+            "2 weights for 1 teachers",
+        ),
     ]
     for argv, message in cases:
         code, _, err = _run(capsys, *argv)

@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.errors import InputError
 from distillcse_st.training.outputs import read_json
 from distillcse_st.training.stages import train_distill, train_simcse
 from tests.helpers import CORPUS, load
@@ -79,15 +79,15 @@ def test_output_of_another_run_is_refused(tiny_model_dir: Path, dev_file: Path, 
             callbacks=[Interrupt(1)],
         )
     other = {**options, "seed": 7}
-    with pytest.raises(TrainingInputError, match="holds another run"):
+    with pytest.raises(InputError, match="holds another run"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
     train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file, overwrite=True)
-    with pytest.raises(TrainingInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
 
 
 def test_corpus_smaller_than_a_batch(tiny_model_dir: Path, dev_file: Path, tmp_path: Path) -> None:
     corpus = Dataset.from_dict({"text": CORPUS[:5]})
-    with pytest.raises(TrainingInputError, match="fewer than one batch"):
+    with pytest.raises(InputError, match="fewer than one batch"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=FAST_TRAINING, dev_file=dev_file)
     assert not (tmp_path / "out.partial").exists()
