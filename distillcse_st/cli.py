@@ -2,7 +2,8 @@
 
 Each sub-command lives in ``distillcse_st.commands.<name>`` and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an
-exit code. Input errors (:class:`~distillcse_st.errors.InputError`) are printed as one line.
+exit code; ``distillcse_st.commands.arguments`` holds their shared option groups. Input errors
+(:class:`~distillcse_st.errors.InputError`) are printed as one line.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.training.arguments import (
+from distillcse_st.commands.arguments import (
     add_loss_options,
     add_output_options,
     add_training_options,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.training.arguments import (
+from distillcse_st.commands.arguments import (
     add_run_options,
     corpus_from_args,
     loss_options,
