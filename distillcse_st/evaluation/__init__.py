@@ -4,7 +4,7 @@ The modules import mteb, datasets and sentence-transformers only inside the func
 """
 
 from distillcse_st.evaluation.dev_evaluator import dev_file, metric_for_best_model, sts_dev_evaluator
-from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table, load_model
+from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table
 from distillcse_st.evaluation.sts_tasks import (
     STS7,
     local_sts_task,
@@ -18,7 +18,6 @@ __all__ = [
     "dev_file",
     "evaluate_sts",
     "format_table",
-    "load_model",
     "local_sts_task",
     "metric_for_best_model",
     "mteb_task",

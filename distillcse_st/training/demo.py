@@ -14,9 +14,9 @@ from typing import Any
 
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
+from distillcse_st.models import load_model
 from distillcse_st.training.corpus import load_corpus
 from distillcse_st.training.defaults import result_settings
-from distillcse_st.training.models import load_model
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
 from distillcse_st.training.pruning import prune_model_dir

@@ -9,7 +9,7 @@ from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from distillcse_st.errors import InputError
-from distillcse_st.training.models import check_model_dir, load_model
+from distillcse_st.models import check_model_dir, load_model
 from distillcse_st.training.outputs import finish, start
 
 

@@ -20,9 +20,9 @@ from transformers import TrainerCallback
 
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
+from distillcse_st.models import check_model_dir, load_model
 from distillcse_st.training.corpus import texts_digest
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
-from distillcse_st.training.models import check_model_dir, load_model
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
 from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, train_distill, train_simcse

@@ -26,10 +26,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import metric_for_best_model, sts_dev_evaluator
 from distillcse_st.losses import GroupPDistillLoss, MultiTeacherAvgLoss
+from distillcse_st.models import check_model_dir, load_model
 from distillcse_st.teachers import resolve_weights
 from distillcse_st.training.corpus import texts_digest
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
-from distillcse_st.training.models import check_model_dir, load_model
 from distillcse_st.training.outputs import finish, partial_dir, start, write_json
 from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
 

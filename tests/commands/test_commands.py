@@ -137,7 +137,7 @@ def test_errors(
         ),
         (
             ["distill", *train, "--teacher", tmp_path, "--corpus", corpus_file, "--output", tmp_path / "o"],
-            "not a SentenceTransformer model",
+            "is not a SentenceTransformer or transformers model",
         ),
         (["prune", "--model", tiny_model_dir, "--layers", "0-5", "--output", tmp_path / "o"], "out of range"),
         (
