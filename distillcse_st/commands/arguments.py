@@ -110,7 +110,8 @@ def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> No
         type=int,
         default=defaults["max_seq_length"],
         metavar="N",
-        help="truncate sentences to N tokens, student and precomputed teachers (default: %(default)s)",
+        help="train with sentences truncated to N tokens, student and precomputed teachers; the saved model "
+        "keeps its base's maximum length (default: %(default)s)",
     )
     group.add_argument(
         "--dev-file",

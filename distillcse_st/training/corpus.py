@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, DatasetInfo, load_from_disk
 
 from distillcse_st.errors import InputError
 
@@ -129,8 +129,8 @@ def load_corpus(
 ) -> Dataset:
     """A ``Dataset`` with one ``text`` column: the corpus without blank lines and exact duplicates.
 
-    ``max_sentences`` keeps the first that many sentences (after cleaning). Raises
-    :class:`~distillcse_st.errors.InputError` for a missing, unreadable or empty corpus.
+    ``max_sentences`` keeps the first that many sentences (after cleaning); the dataset is named after the
+    file. Raises :class:`~distillcse_st.errors.InputError` for a missing, unreadable or empty corpus.
     """
     total = blank = 0
     unique: dict[str, None] = {}
@@ -155,4 +155,5 @@ def load_corpus(
     if max_sentences is not None and max_sentences < len(texts):
         logger.info("Using the first %d sentences.", max_sentences)
         texts = texts[:max_sentences]
-    return Dataset.from_dict({"text": texts})
+    # The dataset's name (the file's) is how sentence-transformers' model card names the training data.
+    return Dataset.from_dict({"text": texts}, info=DatasetInfo(dataset_name=Path(path).name))

@@ -10,6 +10,7 @@ from torch import nn
 
 from distillcse_st.errors import InputError
 from distillcse_st.models import check_model_dir, load_model
+from distillcse_st.training.model_cards import describe, model_name
 from distillcse_st.training.outputs import finish, start
 
 
@@ -62,6 +63,7 @@ def prune_model_dir(model_dir: str | Path, layers: str | Sequence[int], output: 
     layers = parse_layers(layers) if isinstance(layers, str) else list(layers)
     model_dir = check_model_dir(model_dir, "model")
     model = prune_layers(load_model(model_dir, "model"), layers)
+    describe(model, f"{model_name(model_dir)} (encoder layers {', '.join(map(str, layers))})", model_dir)
     config = {"stage": "prune", "model": str(model_dir), "layers": layers}
     work = start(output, config, overwrite)
     model.save(str(work))

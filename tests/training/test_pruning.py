@@ -27,6 +27,8 @@ def test_prune_keeps_the_listed_layers(tiny_model_dir: Path, tmp_path: Path) -> 
     for name, value in pruned[0].auto_model.encoder.layer[0].state_dict().items():
         torch.testing.assert_close(value, kept[name])
     assert pruned.encode(["A sentence."]).shape == (1, 32)
+    assert pruned.max_seq_length == full.max_seq_length
+    assert "# model (encoder layers 1)" in (output / "README.md").read_text(encoding="utf-8")  # not the base's card
 
 
 @pytest.mark.parametrize(("layers", "message"), [([2], "out of range"), ([0, 0], "repeated"), ([], "at least one")])
