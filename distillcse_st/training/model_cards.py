@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from huggingface_hub import ModelCard
 from sentence_transformers import SentenceTransformer
 
@@ -24,10 +25,11 @@ English."""
 
 
 def _card(directory: Path) -> ModelCard | None:
+    """The model card in ``directory``, or None if it has none or an unreadable one."""
     path = directory / CARD_FILE
     try:
         return ModelCard.load(path) if path.is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, yaml.YAMLError):
         return None
 
 
