@@ -163,7 +163,7 @@ def build_loss(kind: str, model, group_p: float | None, teacher_dim: int | None 
 
     from distillcse_st.losses import GroupPDistillLoss, InBatchDistillLoss, MultiTeacherAvgLoss
 
-    width = model.get_sentence_embedding_dimension()
+    width = model.get_embedding_dimension()
     projection = teacher_dim if teacher_dim not in (None, width) else None
     losses = {
         "mse": lambda: MSELoss(model),
@@ -222,10 +222,17 @@ def corpus_wiki(settings: Settings) -> list[str]:
     return wiki_sentences(settings.steps * settings.batch_size)
 
 
+def sts_file(name: str) -> Path:
+    """``STS_DIR/name``, or its ``.gz`` where only that exists (the GPU bundle)."""
+    path = STS_DIR / name
+    return path if path.is_file() or not path.with_name(path.name + ".gz").is_file() else path.with_name(
+        path.name + ".gz")
+
+
 def sts_sentences(name: str) -> set[str]:
     from distillcse_st.evaluation import read_sts_jsonl
 
-    data = read_sts_jsonl(STS_DIR / name)
+    data = read_sts_jsonl(sts_file(name))
     return {s.strip() for s in data["sentence1"] + data["sentence2"]}
 
 
@@ -239,9 +246,9 @@ def corpus_stsb(settings: Settings) -> tuple[list[str], dict[str, Any]]:
 
     excluded: set[str] = set()
     for name in ("STSBenchmark-dev.jsonl", "STSBenchmark.jsonl", "SICK-R.jsonl", "SICK-R-test.jsonl"):
-        if (STS_DIR / name).is_file():
+        if sts_file(name).is_file():
             excluded |= {s.lower() for s in sts_sentences(name)}
-    data = read_sts_jsonl(STS_DIR / "STSBenchmark-train.jsonl")
+    data = read_sts_jsonl(sts_file("STSBenchmark-train.jsonl"))
     train = [s.strip() for pair in zip(data["sentence1"], data["sentence2"]) for s in pair]
     unique = list(dict.fromkeys(train))
     kept = [s for s in unique if s.lower() not in excluded]
