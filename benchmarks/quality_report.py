@@ -94,7 +94,8 @@ def report(settings: Settings) -> str:
           "`distillcse_st.evaluation.evaluate_sts`, local data); mean ± sample std over seeds; n = number of seeds. "
           "Models are selected on STS-B dev only.", ""]
     for table, rows in tables.items():
-        if not rows:
+        p_path, sweep_path = settings.runs / table / "p-sweep.json", settings.runs / table / "lr-sweep.json"
+        if not rows and not sweep_path.is_file():
             continue
         tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
@@ -104,19 +105,19 @@ def report(settings: Settings) -> str:
                                 for row, runs in rows.items()}
         title = TITLES[table] + (f" (K = {settings.K} unless named)" if table == "B" else "")
         paper = " paper, BERT-base, STS7 avg |" if table == "B" else ""
-        md += [f"## Table {title}, {', '.join(tasks)}", "",
-               "| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) | STS-B dev |{paper}",
-               "|---|" + "---|" * len(tasks) + "---|---|" + ("---|" if paper else "")]
+        md += [f"## Table {title}, {', '.join(tasks)}", ""]
+        if rows:
+            md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) | STS-B dev |{paper}",
+                   "|---|" + "---|" * len(tasks) + "---|---|" + ("---|" if paper else "")]
         for row, s in summaries.items():
             md.append(f"| {ROWS[table][row].label} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
                       + f" | {fmt(s)} | " + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
                       + (f" {PAPER[row]:.2f} |" if row in PAPER else " |") * bool(paper))
-        md.append("")
+        md += [""] if rows else []
         multi = rows.get("multi-teacher", [{}])[0]
         if multi.get("mpnet_dev") is not None:
             md += [f"all-mpnet-base-v2 (the second component) scores {multi['mpnet_dev']:.2f} on STS-B dev "
                    "(max length 32).", ""]
-        p_path = settings.runs / table / "p-sweep.json"
         if p_path.is_file():
             sweep = read_json(p_path)
             out["tables"][table]["p_sweep"] = sweep
@@ -124,7 +125,6 @@ def report(settings: Settings) -> str:
             md += [f"Group-P's p on STS-B dev ({row}, seed 0, best dev during training):", "",
                    *sweep_table("p", P_SWEEP, {row: sweep[row]}),
                    "", f"Best p on dev: {sweep['best_p_on_dev']}; the table's other rows use {sweep['table_p']}.", ""]
-        sweep_path = settings.runs / table / "lr-sweep.json"
         if sweep_path.is_file():
             sweep = read_json(sweep_path)
             out["tables"][table]["lr_sweep"] = sweep
