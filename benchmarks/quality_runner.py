@@ -119,7 +119,7 @@ def train(
         data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
         loss = build_loss(kind, model, group_p, None if labels is None else labels.shape[1])
         options = {"max_steps": settings.steps, "per_device_train_batch_size": settings.batch_size,
-                   "learning_rate": lr, "warmup_ratio": settings.warmup_ratio,
+                   "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
                    "lr_scheduler_type": settings.scheduler, "eval_steps": settings.eval_steps,
                    "save_steps": settings.eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
                    "disable_tqdm": True}
