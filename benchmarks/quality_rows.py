@@ -1,0 +1,264 @@
+"""The quality benchmark's settings, tables, rows and losses (no training, no I/O beyond the corpora).
+
+A benchmark is one :class:`Settings` (steps, K, lr); each has its own run dir and report. A row is a
+:class:`Row`: its label, the loss it trains with (``None``: evaluated as is, or a row of an earlier
+version kept for its results) and the row whose STS-B dev lr sweep chooses its lr when the benchmark's
+lr is ``dev``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from common import CACHE, MAX_SEQ_LENGTH, RESULTS, STS_DIR, wiki_sentences
+from torch import nn
+
+STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
+TASKS = {  # B and D train on STS-B train sentences: STS12-16 share many of them
+    "A": STS7,
+    "B": ["STSBenchmark", "SICK-R"],
+    "C": STS7,
+    "D": ["STSBenchmark", "SICK-R"],
+}
+TITLES = {
+    "A": "A: compression (MiniLM-L6 -> 3 layers)",
+    "B": "B: self-training on STS-B train sentences",
+    "C": "C: cross-architecture distillation (all-mpnet-base-v2 -> all-MiniLM-L6-v2)",
+    "D": "D: adapting an already strong model (all-MiniLM-L6-v2) on STS-B train sentences, no labels",
+}
+DEFAULT_LR = 1e-4
+TABLE_P = 0.1  # Group-P's p of every row that does not name another
+LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
+LR_GRID = (2e-4, 4e-4, 8e-4, 1.6e-3)  # extended by x2 / /2 while a row's best lr sits at the grid's edge
+P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shuffle, no ranking left
+P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
+EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
+
+PAPER = {  # DistillCSE paper, BERT-base, STS avg of the seven tasks (docs/method.md), keyed by table B's rows
+    "simcse": 76.25,
+    "vanilla-kd": 77.03,
+    "group-p": 78.02,
+    "components": 78.64,
+    "distillcse": 79.04,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One benchmark: every trained row of it runs ``steps`` steps of ``batch_size``; ``lr=None`` is ``--lr dev``."""
+
+    steps: int = 150
+    K: int = 2
+    lr: float | None = DEFAULT_LR
+    lr_source: str = "fixed a priori"
+    batch_size: int = 64
+    max_seq_length: int = MAX_SEQ_LENGTH
+    warmup_ratio: float = 0.0
+    scheduler: str = "linear"
+
+    @property
+    def eval_steps(self) -> int:
+        """STS-B dev every quarter of the run, at least every 15 steps, at most every 125 (the authors' interval)."""
+        return min(125, max(15, self.steps // 4))
+
+    @property
+    def tag(self) -> str:
+        """``steps<S>-K<K>``, plus ``-lr<lr>`` off the default lr (``-lrdev``: each row at its dev-chosen lr)."""
+        tag = f"steps{self.steps}-K{self.K}"
+        if self.lr is None:
+            return f"{tag}-lrdev"
+        return tag if self.lr == DEFAULT_LR else f"{tag}-lr{self.lr:g}"
+
+    @property
+    def runs(self) -> Path:
+        return RESULTS / f"quality_runs-{self.tag}"
+
+    @property
+    def cache(self) -> Path:
+        """Models and table B teachers, shared by every lr of the same (steps, K): run names carry their lr."""
+        return CACHE / f"quality-steps{self.steps}-K{self.K}"
+
+    @property
+    def stem(self) -> str:
+        return f"quality-{self.tag}"
+
+    def record(self) -> dict[str, Any]:
+        return {**asdict(self), "eval_steps": self.eval_steps, "group_p": TABLE_P}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: ``loss`` is a :func:`build_loss` kind (``None``: not trained here); ``lr_row`` names the
+    row whose lr sweep sets its lr under ``--lr dev`` (default: itself)."""
+
+    label: str
+    loss: str | None = None
+    group_p: float | None = TABLE_P
+    lr_row: str | None = None
+
+
+ROWS: dict[str, dict[str, Row]] = {
+    "A": {
+        "initial-student": Row("initial student (3 layers, no training)"),
+        "teacher": Row("teacher: all-MiniLM-L6-v2 (6 layers)"),
+        "mse": Row("ST MSELoss", "mse", None, "embed-distill-cosine"),
+        "embed-distill-cosine": Row("ST EmbedDistillLoss (cosine)", "embed-distill", None),
+        "vanilla-kd": Row("GroupPDistillLoss, group_p=None (vanilla KD)", "kd", None, "group-p-no-contrastive"),
+        "group-p": Row("GroupPDistillLoss, group_p=0.1", "kd", TABLE_P, "group-p-no-contrastive"),
+        "group-p-no-contrastive": Row("GroupPDistillLoss, group_p=0.1, contrastive_weight=0", "kd-only"),
+        # trained by the removed PlusEmbedDistill (SimCSE + Group-P + EmbedDistillLoss); kept for its results
+        "group-p+embed-distill": Row("GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)"),
+        "embed-distill+group-p": Row("InBatchDistillLoss(EmbedDistillLoss), group_p=0.1", "embed+kd"),
+        "embed-distill+vanilla-kd": Row("InBatchDistillLoss(EmbedDistillLoss), group_p=None (vanilla KD)",
+                                        "embed+kd", None, "embed-distill+group-p"),
+        "multi-teacher": Row("MultiTeacherAvgLoss p=0.1, components MiniLM-L6 + mpnet-base", "multi", TABLE_P,
+                             "group-p-no-contrastive"),
+    },
+    "B": {
+        "initial-student": Row("initial student (pruned MiniLM)"),
+        "simcse": Row("SimCSE round 0 (the K teachers)", "simcse", None),
+        "vanilla-kd": Row("vanilla KD (teacher: SimCSE seed 0)", "kd", None, "group-p"),
+        "group-p": Row("Group-P only, p=0.1 (teacher: SimCSE seed 0)", "kd"),
+        "components": Row("components only (K SimCSE teachers, no Group-P)", "multi", None, "group-p"),
+        "distillcse": Row("DistillCSE (K components + Group-P p=0.1)", "multi", TABLE_P, "group-p"),
+        **{f"components-K{k}": Row(f"components only, K={k}", "multi", None, "group-p") for k in LARGER_K},
+        **{f"distillcse-K{k}": Row(f"DistillCSE, K={k}", "multi", TABLE_P, "group-p") for k in LARGER_K},
+        "group-p-devp": Row("Group-P only, best p on STS-B dev (--p-sweep)", "kd", TABLE_P, "group-p"),
+        "distillcse-devp": Row("DistillCSE, best p on STS-B dev (--p-sweep)", "multi", TABLE_P, "group-p"),
+        "distillcse-K8-devp": Row("DistillCSE, K=8, best p on STS-B dev (--p-sweep)", "multi", TABLE_P, "group-p"),
+        "round-2": Row("round 2: Group-P p=0.1 from the DistillCSE student", "kd", TABLE_P, "group-p"),
+    },
+    "C": {
+        "initial-student": Row("start: all-MiniLM-L6-v2 (student, 384-d)"),
+        "teacher": Row("teacher: all-mpnet-base-v2 (768-d)"),
+        "embed-distill-cosine": Row("ST EmbedDistillLoss (cosine), projection 384 -> 768", "embed-distill", None),
+        "group-p-no-contrastive": Row("GroupPDistillLoss p=0.1, contrastive_weight=0 (no projection)", "kd-only"),
+        "embed-distill+group-p": Row("InBatchDistillLoss(EmbedDistillLoss with projection), group_p=0.1",
+                                     "embed+kd"),
+        "multi-teacher": Row("MultiTeacherAvgLoss p=0.1, contrastive_weight=0, mpnet + the start model",
+                             "multi-only", TABLE_P, "group-p-no-contrastive"),
+    },
+    "D": {
+        "initial-student": Row("start: all-MiniLM-L6-v2 (no training)"),
+        "simcse": Row("SimCSE from the start model", "simcse", None),
+        "group-p-self": Row("SimCSE + Group-P p=0.5, the start model as its own teacher", "kd", 0.5, "simcse"),
+    },
+}
+SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other row borrows one's (Row.lr_row)
+    "A": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
+    "B": ("simcse", "group-p"),
+    "C": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
+    "D": ("simcse",),
+}
+
+
+def build_loss(kind: str, model, group_p: float | None, teacher_dim: int | None = None) -> nn.Module:
+    """The loss of a row kind; ``teacher_dim`` (the label width) adds EmbedDistillLoss's projection if needed."""
+    from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss, MSELoss
+
+    from distillcse_st.losses import GroupPDistillLoss, InBatchDistillLoss, MultiTeacherAvgLoss
+
+    width = model.get_embedding_dimension()
+    projection = teacher_dim if teacher_dim not in (None, width) else None
+    losses = {
+        "mse": lambda: MSELoss(model),
+        "embed-distill": lambda: EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection),
+        "simcse": lambda: GroupPDistillLoss(model, distillation_weight=0.0),
+        "kd": lambda: GroupPDistillLoss(model, group_p=group_p),
+        "kd-only": lambda: GroupPDistillLoss(model, group_p=group_p, contrastive_weight=0.0),
+        "multi": lambda: MultiTeacherAvgLoss(model, group_p=group_p),
+        "multi-only": lambda: MultiTeacherAvgLoss(model, group_p=group_p, contrastive_weight=0.0),
+        "embed+kd": lambda: InBatchDistillLoss(
+            model, EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection), group_p=group_p
+        ),
+    }
+    return losses[kind]()
+
+
+# ----------------------------------------------------------------------------------------------- row names
+
+
+def split_p(row: str, best_p: float | None = None) -> tuple[str, float | None]:
+    """``<row>-p0.3`` -> (``<row>``, 0.3); ``<row>-devp`` -> (``<row>``, ``best_p``, the p sweep's best on
+    STS-B dev); any other row -> (row, None): its own p."""
+    if row.endswith("-devp"):
+        if best_p is None:
+            raise ValueError(f"{row}: run the p sweep (--p-sweep) first")
+        return row[: -len("-devp")], best_p
+    base, sep, value = row.rpartition("-p")
+    if sep and re.fullmatch(r"[0-9.]+", value):
+        return base, float(value)
+    return row, None
+
+
+def row_spec(table: str, row: str, K: int, best_p: float | None = None) -> tuple[str, Row, int, float | None]:
+    """(base row, its Row, K, group_p) of a row name: ``distillcse-K8-devp`` is table B's DistillCSE with K = 8
+    at the p sweep's best p; ``-p0.3`` sets p = 0.3; without ``-K<n>`` K is the benchmark's."""
+    name, p_override = split_p(row, best_p)
+    base, _, k = name.partition("-K") if table == "B" else (name, "", "")
+    if base not in ROWS[table] or not (k == "" or k.isdigit()):
+        raise ValueError(f"table {table}: no row {row}")
+    spec = ROWS[table][base]
+    group_p = spec.group_p if p_override is None or spec.group_p is None else p_override
+    return base, spec, int(k) if k else K, group_p
+
+
+def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = None) -> str:
+    """The cache name of a run; rows with a p override are named by their p (``-devp`` is ``-p<best p>``)."""
+    base, group_p = split_p(row, best_p)
+    return f"{table}/{base}{'' if group_p is None else f'-p{group_p:g}'}-seed{seed}-lr{lr:g}"
+
+
+# ----------------------------------------------------------------------------------------------- corpora
+
+
+def corpus_wiki(settings: Settings) -> list[str]:
+    """Tables A and C: the first ``steps * batch_size`` Wikipedia sentences (one epoch)."""
+    return wiki_sentences(settings.steps * settings.batch_size)
+
+
+def sts_file(name: str) -> Path:
+    """``STS_DIR/name``, or its ``.gz`` where only that exists (the GPU bundle)."""
+    path = STS_DIR / name
+    return path if path.is_file() or not path.with_name(path.name + ".gz").is_file() else path.with_name(
+        path.name + ".gz")
+
+
+def sts_sentences(name: str) -> set[str]:
+    from distillcse_st.evaluation import read_sts_jsonl
+
+    data = read_sts_jsonl(sts_file(name))
+    return {s.strip() for s in data["sentence1"] + data["sentence2"]}
+
+
+def corpus_stsb(settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    """Tables B and D: unique STS-B train sentences (scores never read) minus STS-B dev/test and SICK-R ones.
+
+    At most ``steps * batch_size`` of them, drawn once with a fixed seed: every row sees the same sentences
+    (more steps than sentences run several epochs), and precomputed teachers encode only what training uses.
+    """
+    from distillcse_st.evaluation import read_sts_jsonl
+
+    excluded: set[str] = set()
+    for name in ("STSBenchmark-dev.jsonl", "STSBenchmark.jsonl", "SICK-R.jsonl", "SICK-R-test.jsonl"):
+        if sts_file(name).is_file():
+            excluded |= {s.lower() for s in sts_sentences(name)}
+    data = read_sts_jsonl(sts_file("STSBenchmark-train.jsonl"))
+    train = [s.strip() for pair in zip(data["sentence1"], data["sentence2"]) for s in pair]
+    unique = list(dict.fromkeys(train))
+    kept = [s for s in unique if s.lower() not in excluded]
+    used = random.Random(1234).sample(kept, min(len(kept), settings.steps * settings.batch_size))
+    stats = {"train_sentences": len(train), "unique": len(unique), "kept_after_exclusion": len(kept),
+             "used": len(used), "sampling": "random.Random(1234).sample(kept, steps * batch_size)"}
+    return used, stats
+
+
+def read_best_p(runs: Path, table: str) -> float | None:
+    """The best p on STS-B dev of the table's p sweep in ``runs``, if it ran."""
+    path = runs / table / "p-sweep.json"
+    return float(json.loads(path.read_text())["best_p_on_dev"]) if path.is_file() else None

@@ -1,0 +1,352 @@
+"""The quality benchmark's runs: train a row on ``SentenceTransformerTrainer`` (the package's stage runner),
+score it on its table's STS tasks, write its run file; the lr and p sweeps on STS-B dev.
+
+Training goes through :func:`distillcse_st.training.stages.run_stage`: STS-B dev every ``eval_steps`` with
+the best checkpoint kept, checkpoints in ``<model>.partial/`` so that an interrupted run resumes where it
+stopped. The package's ``train_simcse``/``train_distill`` take only its own two losses; the rows here
+also train with ST's and with ``InBatchDistillLoss``, so the loss is built here and handed to the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import (
+    CACHE,
+    MAX_SEQ_LENGTH,
+    STS_DIR,
+    load_mpnet,
+    load_teacher,
+    machine_info,
+    pruned_student,
+    read_json,
+    set_seed,
+    write_json,
+)
+from quality_rows import (
+    EVAL_MAX_SEQ_LENGTH,
+    LR_GRID,
+    P_SWEEP,
+    P_SWEEP_ROWS,
+    ROWS,
+    TABLE_P,
+    TASKS,
+    Settings,
+    build_loss,
+    corpus_stsb,
+    corpus_wiki,
+    read_best_p,
+    row_spec,
+    run_name,
+)
+
+logger = logging.getLogger("quality")
+
+TEACHER_EMBEDDINGS = CACHE / "teacher_embeddings"  # Wikipedia prefixes, shared by every benchmark
+
+
+def teacher_embeddings(path: Path, texts: Sequence[str], model_factory: Callable[[], Any]) -> np.ndarray:
+    """L2-normalised teacher embeddings of ``texts`` (max length 32), cached as float32 .npy.
+
+    ``texts`` are always a prefix of the same ordered corpus, so a longer cached array serves a shorter run.
+    """
+    from distillcse_st.teachers import encode_stacked
+
+    if path.is_file():
+        array = np.load(path)
+        if len(array) >= len(texts):
+            return array[: len(texts)]
+    model = model_factory()
+    start = time.perf_counter()
+    array = encode_stacked(list(texts), [model], batch_size=128, show_progress_bar=False).numpy().astype(np.float32)
+    logger.info("teacher embeddings %s: %d texts in %.1f s", path.name, len(texts), time.perf_counter() - start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array)
+    return array
+
+
+def stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """K teachers' embeddings as one label (uniform weights), see ``stack_teacher_embeddings``."""
+    from distillcse_st.similarity import stack_teacher_embeddings
+
+    return stack_teacher_embeddings([torch.from_numpy(a) for a in arrays], [1.0 / len(arrays)] * len(arrays)).numpy()
+
+
+def dev_evaluator():
+    from distillcse_st.evaluation import sts_dev_evaluator
+
+    return sts_dev_evaluator(STS_DIR / "STSBenchmark-dev.jsonl", batch_size=128)
+
+
+def dev_score(model) -> float:
+    evaluator = dev_evaluator()
+    return 100 * evaluator(model)[evaluator.primary_metric]
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def train(
+    settings: Settings,
+    name: str,
+    texts: Sequence[str],
+    labels: np.ndarray | None,
+    kind: str,
+    group_p: float | None,
+    seed: int,
+    lr: float,
+    init: Callable[[], Any],
+) -> dict[str, Any]:
+    """Train one run with the package's stage runner (or read it back when finished); resumes a partial run."""
+    from datasets import Dataset
+
+    from distillcse_st.training.outputs import start
+    from distillcse_st.training.stages import STAGE_FILE, run_stage, training_arguments
+
+    model_dir = settings.cache / "models" / name
+    shaping = ("steps", "batch_size", "max_seq_length", "eval_steps", "warmup_ratio", "scheduler")
+    config = {"name": name, "loss_kind": kind, "group_p": group_p, "seed": seed, "lr": lr,
+              "settings": {key: settings.record()[key] for key in shaping}}
+    if not (model_dir / STAGE_FILE).is_file():
+        set_seed(seed)
+        model = init()
+        data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
+        loss = build_loss(kind, model, group_p, None if labels is None else labels.shape[1])
+        options = {"max_steps": settings.steps, "per_device_train_batch_size": settings.batch_size,
+                   "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
+                   "lr_scheduler_type": settings.scheduler, "eval_steps": settings.eval_steps,
+                   "save_steps": settings.eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
+                   "disable_tqdm": True}
+        start(model_dir, config, overwrite=False)
+        run_stage(model, Dataset.from_dict(data), loss, training_arguments(model_dir, options), dev_evaluator(),
+                  model_dir, config)
+    stage = read_json(model_dir / STAGE_FILE)
+    best = stage["best_checkpoint"]
+    record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "seed", "lr")},
+              "best_dev": stage["dev"], "best_step": int(best.rsplit("-", 1)[1]) if best else stage["steps"],
+              "dev_history": stage["history"], "train_seconds": stage["train_runtime"], "model_dir": str(model_dir)}
+    logger.info("%s: best dev %.2f at step %d", name, record["best_dev"], record["best_step"])
+    return record
+
+
+def memoize_encode(model) -> None:
+    """Encode each distinct sentence once per evaluation (SICK-R repeats sentences a lot)."""
+    original = model.encode
+    cache: dict[str, np.ndarray] = {}
+
+    def encode(inputs, *args, **kwargs):
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        kwargs.pop("convert_to_tensor", None)
+        kwargs["convert_to_numpy"] = True
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            cache.update(zip(missing, original(missing, *args, **kwargs)))
+        out = np.stack([cache[t] for t in texts])
+        return out[0] if single else out
+
+    model.encode = encode
+    model.encode_query = encode
+    model.encode_document = encode
+
+
+def final_scores(model, tasks: Sequence[str]) -> dict[str, float]:
+    from distillcse_st.evaluation import evaluate_sts
+
+    model.max_seq_length = EVAL_MAX_SEQ_LENGTH
+    model.eval()
+    memoize_encode(model)
+    start = time.perf_counter()
+    summary = evaluate_sts(model, tasks=list(tasks), data_dir=STS_DIR, batch_size=128, show_progress_bar=False,
+                           model_name="local/benchmark-student")
+    logger.info("evaluated %s in %.0f s", list(tasks), time.perf_counter() - start)
+    return {task: 100 * score for task, score in summary["scores"].items()}
+
+
+# ----------------------------------------------------------------------------------------------- run files
+
+
+def run_path(settings: Settings, table: str, row: str, seed: int | None) -> Path:
+    return settings.runs / table / (f"{row}.json" if seed is None else f"{row}-seed{seed}.json")
+
+
+def is_done(settings: Settings, table: str, row: str, seed: int | None) -> bool:
+    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained)."""
+    path = run_path(settings, table, row, seed)
+    return path.is_file() and set(TASKS[table]) <= set(read_json(path)["scores"])
+
+
+def write_run(settings: Settings, table: str, row: str, seed: int | None, scores: dict[str, float],
+              extra: dict[str, Any]) -> None:
+    result = {"table": table, "row": row, "label": ROWS[table][row].label if row in ROWS[table] else row,
+              "seed": seed, "scores": scores, "average": sum(scores.values()) / len(scores), **extra,
+              "settings": settings.record(), "machine": machine_info()}
+    write_json(run_path(settings, table, row, seed), result)
+    logger.info("DONE %s/%s seed %s: avg %.2f %s", table, row, seed, result["average"],
+                {k: round(v, 2) for k, v in scores.items()})
+
+
+EVAL_ONLY: dict[tuple[str, str], tuple[str, Callable[[], Any]]] = {  # (table, row) -> (score cache key, model)
+    ("A", "initial-student"): ("pruned-minilm", pruned_student),
+    ("A", "teacher"): ("all-minilm-l6-v2", load_teacher),
+    ("B", "initial-student"): ("pruned-minilm", pruned_student),
+    ("C", "initial-student"): ("all-minilm-l6-v2", load_teacher),
+    ("C", "teacher"): ("all-mpnet-base-v2", load_mpnet),
+    ("D", "initial-student"): ("all-minilm-l6-v2", load_teacher),
+}
+
+
+def eval_only(settings: Settings, table: str, row: str) -> None:
+    """An untrained row: its model scored once per task list (cached across benchmarks), dev at max length 32."""
+    if is_done(settings, table, row, None):
+        return
+    key, factory = EVAL_ONLY[table, row]
+    path = CACHE / "scores" / f"{key}-{'-'.join(TASKS[table])}.json"
+    if not path.is_file():
+        model = factory()
+        model.max_seq_length = settings.max_seq_length
+        dev = dev_score(model)
+        write_json(path, {"dev": dev, "scores": final_scores(model, TASKS[table])})
+    cached = read_json(path)
+    write_run(settings, table, row, None, cached["scores"], {"train": None, "dev": cached["dev"]})
+
+
+# ----------------------------------------------------------------------------------------------- rows
+
+
+def minilm_student():
+    """The full all-MiniLM-L6-v2 at the training max length: table C and D's student, table A's teacher."""
+    return load_teacher(MAX_SEQ_LENGTH)
+
+
+def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[list[str], np.ndarray | None,
+                                                                            Callable[[], Any], dict[str, Any]]:
+    """(texts, labels, student factory, extra run fields) of a row of ``table``."""
+    if table in ("A", "C"):
+        texts = corpus_wiki(settings)
+        minilm = teacher_embeddings(TEACHER_EMBEDDINGS / "wiki-all-minilm-l6-v2.npy", texts, minilm_student)
+        needs_mpnet = table == "C" or base == "multi-teacher"
+        mpnet = teacher_embeddings(TEACHER_EMBEDDINGS / "wiki-all-mpnet-base-v2.npy", texts,
+                                   lambda: load_mpnet(MAX_SEQ_LENGTH)) if needs_mpnet else None
+        if base == "multi-teacher":
+            return texts, stacked([minilm, mpnet]), pruned_student if table == "A" else minilm_student, {
+                "components": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"], "weights": [0.5, 0.5]}
+        return (texts, minilm, pruned_student, {}) if table == "A" else (texts, mpnet, minilm_student, {})
+    texts, stats = corpus_stsb(settings)
+    extra: dict[str, Any] = {"corpus": stats}
+    if table == "D":
+        labels = None if base == "simcse" else teacher_embeddings(
+            settings.cache / "teacher_embeddings" / "D-all-minilm-l6-v2.npy", texts, minilm_student)
+        return texts, labels, minilm_student, extra
+    if base == "simcse":
+        return texts, None, pruned_student, extra
+    simcse_lr = row_lr(settings, "B", "simcse")
+    if base == "round-2":
+        teachers = [run_row(settings, "B", "distillcse", 0, train_only=True)]
+    else:
+        teachers = [run_row(settings, "B", "simcse", seed, lr=simcse_lr, train_only=True)
+                    for seed in range(K if base in ("components", "distillcse") else 1)]
+    arrays = [teacher_embeddings(settings.cache / "teacher_embeddings" / f"{t['name'].replace('/', '-')}.npy", texts,
+                                 lambda t=t: load_student(t["model_dir"])) for t in teachers]
+    return texts, stacked(arrays), pruned_student, extra | {"teachers": [t["name"] for t in teachers]}
+
+
+def load_student(model_dir: str):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_dir, device="cpu")
+
+
+def row_lr(settings: Settings, table: str, row: str) -> float:
+    """The benchmark's lr, or under ``--lr dev`` the best STS-B dev lr of the row's sweep row (interior only)."""
+    if settings.lr is not None:
+        return settings.lr
+    base, spec, _, _ = row_spec(table, row, settings.K, read_best_p(settings.runs, table))
+    sweep_row = spec.lr_row or base
+    path = settings.runs / table / "lr-sweep.json"
+    best = read_json(path).get("best_lr", {}).get(sweep_row) if path.is_file() else None
+    if best is None:
+        raise LookupError(f"table {table}: no interior best lr for {sweep_row} yet (run --sweep --tables {table})")
+    return float(best)
+
+
+def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | None = None,
+            train_only: bool = False) -> dict[str, Any] | None:
+    """Train (or read back) one row at one seed, then score it unless ``train_only``; None when already done."""
+    if not train_only and is_done(settings, table, row, seed):
+        return None
+    best_p = read_best_p(settings.runs, table)
+    base, spec, K, group_p = row_spec(table, row, settings.K, best_p)
+    lr = lr or row_lr(settings, table, row)
+    texts, labels, init, extra = training_data(settings, table, base, K)
+    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec.loss, group_p, seed, lr,
+                   init)
+    if not train_only:
+        write_run(settings, table, row, seed, final_scores(load_student(record["model_dir"]), TASKS[table]),
+                  {"train": record, **extra})
+    return record
+
+
+# ----------------------------------------------------------------------------------------------- sweeps
+
+
+def lr_grid(devs: dict[str, float]) -> list[float]:
+    """:data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge."""
+    grid = sorted({*LR_GRID, *map(float, devs)})
+    done = [lr for lr in grid if f"{lr:g}" in devs]
+    if len(done) == len(grid):
+        best = max(done, key=lambda lr: devs[f"{lr:g}"])
+        if best == grid[-1]:
+            grid.append(best * 2)
+        elif best == grid[0]:
+            grid.insert(0, best / 2)
+    return grid
+
+
+def interior_best(devs: dict[str, float]) -> str | None:
+    """The best lr on dev if every point of the grid ran and it is not at an edge, else None."""
+    grid = lr_grid(devs)
+    if any(f"{lr:g}" not in devs for lr in grid):
+        return None
+    best = max(grid, key=lambda lr: devs[f"{lr:g}"])
+    return f"{best:g}" if grid[0] < best < grid[-1] else None
+
+
+def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
+    """Train ``row`` (seed 0) at the next lr of its grid (the middle first) and record its best STS-B dev;
+    False when the grid is done (its best point interior). No test task is read."""
+    path = settings.runs / table / "lr-sweep.json"
+    sweep = read_json(path) if path.is_file() else {"rows": {}}
+    devs = sweep["rows"].setdefault(row, {})
+    todo = [lr for lr in lr_grid(devs) if f"{lr:g}" not in devs]
+    if not todo:
+        return False
+    lr = todo[len(todo) // 2]
+    devs[f"{lr:g}"] = run_row(settings, table, row, 0, lr=lr, train_only=True)["best_dev"]
+    best = interior_best(devs)
+    sweep.setdefault("best_lr", {})[row] = best and float(best)
+    sweep.update(rule="best STS-B dev (seed 0) over a grid extended until the best point is interior",
+                 machine=machine_info())
+    write_json(path, sweep)
+    return True
+
+
+def p_sweep(settings: Settings, table: str) -> None:
+    """``P_SWEEP_ROWS[table]`` (seed 0) at every p of ``P_SWEEP``: best STS-B dev only (no test task is read)."""
+    path = settings.runs / table / "p-sweep.json"
+    sweep = read_json(path) if path.is_file() else {}
+    row = P_SWEEP_ROWS[table]
+    devs = sweep.setdefault(row, {})
+    for group_p in P_SWEEP:
+        if f"{group_p:g}" in devs:
+            continue
+        devs[f"{group_p:g}"] = run_row(settings, table, f"{row}-p{group_p:g}", 0, train_only=True)["best_dev"]
+        sweep.update(best_p_on_dev=max(devs, key=devs.get), table_p=f"{TABLE_P:g}",
+                     lr=f"{row_lr(settings, table, row):g}", machine=machine_info())
+        write_json(path, sweep)
