@@ -107,18 +107,19 @@ def run_stage(
     evaluator: EmbeddingSimilarityEvaluator,
     output: Path,
     config: dict[str, Any],
-    max_seq_length: int,
+    max_seq_length: int | None = None,
     resume_from_checkpoint: str | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, Any]:
     """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
 
-    ``model`` trains at ``max_seq_length`` and is saved with the maximum length it came with. Returns the stage
-    record also written to ``output/stage.json``.
+    ``model`` trains at ``max_seq_length`` (default: its own) and is saved with the maximum length it came with.
+    Returns the stage record also written to ``output/stage.json``.
     """
     work = partial_dir(output)
     saved_max_seq_length = model.max_seq_length
-    model.max_seq_length = max_seq_length
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
