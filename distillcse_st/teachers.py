@@ -9,6 +9,7 @@ encodes a text column once per teacher instead and stores the stacked, weighted 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +47,17 @@ def resolve_weights(weights: Sequence[float] | None, num_teachers: int) -> list[
 
 
 def teacher_name(model: SentenceTransformer) -> str:
-    """A short, human-readable name for a teacher (its hub id or the directory it was loaded from)."""
+    """A short, human-readable name for a teacher: its hub id, else the name of the directory it came from.
+
+    Never a local absolute path: the name lands in model cards meant to be shared.
+    """
     card = model.model_card_data
     name = card.model_id or card.base_model
     if not name:
         config = getattr(getattr(model[0], "auto_model", None), "config", None)
         name = getattr(config, "_name_or_path", "") or type(model[0]).__name__
-    return str(name)
+    name = str(name)
+    return Path(name).name if Path(name).is_absolute() or Path(name).exists() else name
 
 
 def freeze(model: SentenceTransformer) -> SentenceTransformer:

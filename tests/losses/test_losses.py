@@ -120,6 +120,13 @@ def test_config_and_citation(student, teacher):
     assert "2310.13499" in loss.citation and "Xu" in loss.citation
 
 
+def test_teacher_names_in_the_config_hold_no_local_path(student, tiny_teacher_dir):
+    """The config lands in the shared model card: a teacher loaded from a directory is named by its name only."""
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
+    names = GroupPDistillLoss(student, teacher=teacher).get_config_dict()["teachers"]
+    assert names and all("/" not in name and str(tiny_teacher_dir.parent) not in name for name in names)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
