@@ -9,8 +9,8 @@ encodes a text column once per teacher instead and stores the stacked, weighted 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -245,8 +245,9 @@ def add_teacher_embeddings(
         stacked = encode_stacked(unique_texts, teachers, weights, batch_size, show_progress_bar, prompt).numpy()
         row_of = {text: row for row, text in enumerate(unique_texts)}
         encoded.append(stacked[np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))])
-    labels = encoded[0] if isinstance(column, str) or column is None else np.stack(encoded, axis=1)
-    return dataset.add_column(label_column, list(labels))
+    if isinstance(column, str) or column is None:
+        return dataset.add_column(label_column, list(encoded[0]))
+    return dataset.add_column(label_column, np.stack(encoded, axis=1).tolist())  # (num_columns, width) per row
 
 
 def _label_columns(dataset: Dataset, column: str | Sequence[str] | None, label_column: str) -> list[str]:

@@ -19,9 +19,9 @@ from distillcse_st.losses.distillation import (
     batch_memo,
     check_non_negative,
     check_positive,
-    check_truncated_labels,
     memo_labels_match,
     model_inputs,
+    untruncated_labels,
 )
 from distillcse_st.similarity import Divergence, duplicate_mask, simcse_contrastive_loss, similarity_from_stacked
 from distillcse_st.teachers import check_stacked_labels
@@ -136,10 +136,9 @@ class DistillCSELoss(InBatchDistillation):
         """
         memo = batch_memo(features, self)
         if "targets" not in memo or not memo_labels_match(memo["labels"], labels):
-            if self.teachers is None:
-                check_truncated_labels(self._student, labels)
-            memo["targets"] = BatchTargets(self.teacher_similarity(features, labels), self.duplicate_ids(features))
-            memo["labels"] = labels
+            whole = labels if self.teachers is not None else untruncated_labels(self._student, labels)
+            memo["targets"] = BatchTargets(self.teacher_similarity(features, whole), self.duplicate_ids(features))
+            memo["labels"] = whole
         return memo["targets"]
 
     def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor | None:

@@ -82,22 +82,29 @@ def memo_labels_match(memo_labels: Tensor | None, labels: Tensor | None) -> bool
     )
 
 
-def check_truncated_labels(student: nn.Module, labels: Tensor | None) -> None:
-    """Refuse labels that MatryoshkaLoss truncated before the loss saw them whole.
+def untruncated_labels(student: nn.Module, labels: Tensor | None) -> Tensor | None:
+    """``labels`` whole again where MatryoshkaLoss truncated them before the loss saw them whole.
 
-    MatryoshkaLoss slices labels as wide as the student to each dimension; the loss computes the teacher
-    similarity from its first call, the widest dimension, which must be the student's own.
+    MatryoshkaLoss hands the inner loss ``labels[..., :dim]`` when the label width equals the student's
+    dimension. The loss computes a batch's teacher similarity once, from its first call, which is not the
+    widest dimension when ``matryoshka_dims`` lacks the student's own or dimensions are sampled
+    (``n_dims_per_step``, Matryoshka2dLoss's default). Such a slice is a view of the whole labels, whose row
+    width is its stride: the whole rows are read back from the same storage. A truncated copy cannot be
+    read back and is refused.
     """
     forward = getattr(student, "forward", None)
-    if not isinstance(forward, MatryoshkaForward) or labels is None or forward.dim is None:
-        return
+    if not isinstance(forward, MatryoshkaForward) or labels is None or forward.dim is None or labels.ndim < 2:
+        return labels
     full = student.get_embedding_dimension()
-    if full is not None and forward.dim < full and labels.size(-1) == forward.dim:
+    if full is None or not forward.dim < full or labels.size(-1) != forward.dim:
+        return labels
+    if labels.stride(-1) != 1 or labels.stride(-2) != full:
         raise ValueError(
             f"MatryoshkaLoss truncated the teacher labels to {forward.dim} dimensions before this loss saw them "
-            f"whole, which would change the teacher similarity. Include the student's full dimension ({full}) in "
-            "matryoshka_dims (as sentence-transformers recommends), or use live teachers."
+            "whole, and they are not a view of the whole labels. Include the student's full dimension "
+            f"({full}) in matryoshka_dims with n_dims_per_step=-1, or use live teachers."
         )
+    return labels.as_strided((*labels.shape[:-1], full), labels.stride(), labels.storage_offset())
 
 
 class InBatchDistillation(nn.Module):

@@ -17,9 +17,9 @@ from distillcse_st.losses.distillation import (
     DISTILLCSE_CITATION,
     InBatchDistillation,
     batch_memo,
-    check_truncated_labels,
     memo_labels_match,
     model_inputs,
+    untruncated_labels,
 )
 from distillcse_st.similarity import Divergence, duplicate_mask, similarity_from_stacked
 
@@ -224,7 +224,7 @@ class InBatchDistillLoss(InBatchDistillation):
             raise ValueError("InBatchDistillLoss.calculate_loss runs inside InBatchDistillLoss.forward only.")
         loss = self._base_calculate_loss(reps, labels, with_backward=with_backward)
         term = self.term([torch.cat(column) for column in reps], *batch)
-        if with_backward:
+        if with_backward and term.requires_grad:
             term.backward()
             term = term.detach()
         return loss + term
@@ -233,11 +233,11 @@ class InBatchDistillLoss(InBatchDistillation):
         """The anchors x candidates teacher similarity of the batch, computed on the first call for the batch."""
         memo = batch_memo(sentence_features[0], self)
         if "teacher_similarity" not in memo or not memo_labels_match(memo["labels"], labels):
-            check_truncated_labels(self._student, labels)
-            rows = [F.normalize(column.float(), dim=-1) for column in self.teacher_rows(sentence_features, labels)]
+            whole = labels if self.teachers is not None else untruncated_labels(self._student, labels)
+            rows = [F.normalize(column.float(), dim=-1) for column in self.teacher_rows(sentence_features, whole)]
             candidates = [self.gathered(column) for column in (rows[1:] or rows)]
             memo["teacher_similarity"] = similarity_from_stacked(rows[0], torch.cat(candidates))
-            memo["labels"] = labels
+            memo["labels"] = whole
         return memo["teacher_similarity"]
 
     def teacher_rows(self, sentence_features: list[dict[str, Tensor]], labels: Tensor | None) -> list[Tensor]:
