@@ -26,7 +26,7 @@ from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_sta
 from torch import Tensor
 
 from distillcse_st.losses.base import BatchTargets
-from distillcse_st.losses.distillation import model_inputs
+from distillcse_st.losses.distillation import model_inputs, refuse_adaptive_layer_around_cache
 
 
 class CachedDistillCSEMixin(CachedLossMixin):
@@ -76,6 +76,7 @@ class CachedDistillCSEMixin(CachedLossMixin):
         return loss
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        refuse_adaptive_layer_around_cache(self._student, type(self).__name__)
         features = self.text_features(sentence_features)
         targets = self.batch_targets(features, labels)
         # One column per dropout view. Shallow copies: mini-batches are sliced from them, never written to.

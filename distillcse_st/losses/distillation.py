@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses.adaptive_layer import TransformerDecorator
 from sentence_transformers.sentence_transformer.losses.matryoshka import ForwardDecorator as MatryoshkaForward
 from torch import Tensor, nn
 
@@ -105,6 +106,19 @@ def untruncated_labels(student: nn.Module, labels: Tensor | None) -> Tensor | No
             f"({full}) in matryoshka_dims with n_dims_per_step=-1, or use live teachers."
         )
     return labels.as_strided((*labels.shape[:-1], full), labels.stride(), labels.storage_offset())
+
+
+def refuse_adaptive_layer_around_cache(student: nn.Module, loss_name: str) -> None:
+    """Refuse to run a GradCache loss inside AdaptiveLayerLoss, with the alternative (ST only warns, then fails).
+
+    AdaptiveLayerLoss hands layer embeddings between its calls through the features of a forward pass that
+    GradCache replays in mini-batches after the wrapper is gone.
+    """
+    if isinstance(getattr(student[0], "forward", None), TransformerDecorator):
+        raise ValueError(
+            f"AdaptiveLayerLoss cannot wrap {loss_name}, a GradCache loss (sentence-transformers does not support "
+            "the combination): use the loss without 'Cached' inside AdaptiveLayerLoss or Matryoshka2dLoss."
+        )
 
 
 class InBatchDistillation(nn.Module):

@@ -19,6 +19,7 @@ from distillcse_st.losses.distillation import (
     batch_memo,
     memo_labels_match,
     model_inputs,
+    refuse_adaptive_layer_around_cache,
     untruncated_labels,
 )
 from distillcse_st.similarity import Divergence, duplicate_mask, similarity_from_stacked
@@ -197,6 +198,7 @@ class InBatchDistillLoss(InBatchDistillation):
         inputs = memo.setdefault("inputs", [model_inputs(features) for features in sentence_features])
         teacher_similarity = self.batch_teacher_similarity(sentence_features, labels)
         if self.uses_gradient_cache:
+            refuse_adaptive_layer_around_cache(self._student, type(self.loss).__name__)
             token = _CACHED_BATCH.set((teacher_similarity, sentence_features[0]))
             try:
                 return self.loss(inputs, labels)
@@ -219,10 +221,10 @@ class InBatchDistillLoss(InBatchDistillation):
         self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
     ) -> Tensor:
         """The cached base loss plus the term, from GradCache's per-column, per-mini-batch embeddings."""
-        batch = _CACHED_BATCH.get()
-        if batch is None:
-            raise ValueError("InBatchDistillLoss.calculate_loss runs inside InBatchDistillLoss.forward only.")
         loss = self._base_calculate_loss(reps, labels, with_backward=with_backward)
+        batch = _CACHED_BATCH.get()
+        if batch is None:  # the base loss called on its own, outside this loss
+            return loss
         term = self.term([torch.cat(column) for column in reps], *batch)
         if with_backward and term.requires_grad:
             term.backward()

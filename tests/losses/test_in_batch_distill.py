@@ -450,10 +450,21 @@ def test_adaptive_layer_loss_adds_the_term_at_every_layer(student, shared_vocab_
     assert value.item() == pytest.approx(base_value.item() + kd.item(), rel=1e-4)
 
 
-def test_adaptive_layer_loss_warns_about_a_cached_base_like_st(student):
+def test_adaptive_layer_loss_warns_about_a_cached_base_like_st_and_fails_naming_the_alternative(student, corpus):
     loss = InBatchDistillLoss(student, CachedMultipleNegativesRankingLoss(student), teachers=None)
     with pytest.warns(UserWarning, match="AdaptiveLayerLoss is not compatible with InBatchDistillLoss"):
-        AdaptiveLayerLoss(student, loss)
+        wrapped = AdaptiveLayerLoss(student, loss)
+    features = [student.preprocess(corpus[:4]), student.preprocess(corpus[4:8])]
+    with pytest.raises(ValueError, match="AdaptiveLayerLoss cannot wrap.*without 'Cached'"):
+        wrapped(features, torch.randn(4, 32))
+
+
+def test_a_wrapped_cached_base_still_works_on_its_own(student, corpus):
+    base = CachedMultipleNegativesRankingLoss(student, mini_batch_size=2)
+    features = [student.preprocess(corpus[:4]), student.preprocess(corpus[4:8])]
+    alone = base(features, None).item()
+    InBatchDistillLoss(student, base, teachers=None)
+    assert base([student.preprocess(corpus[:4]), student.preprocess(corpus[4:8])], None).item() == pytest.approx(alone)
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "precomputed"])

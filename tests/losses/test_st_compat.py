@@ -224,19 +224,25 @@ def test_matryoshka_live_teacher_equals_precomputed_and_runs_once_per_batch(stud
     assert live_value.item() == pytest.approx(precomputed_value.item(), rel=1e-5)
 
 
-def test_matryoshka_without_the_full_dimension_is_right_or_refused(student, teacher, corpus):
+def test_matryoshka_without_the_full_dimension_reads_the_whole_labels(student, teacher, corpus):
     """matryoshka_dims without the student's dimension: MatryoshkaLoss truncates the labels before the loss ever
-    sees them whole. Either the loss still uses the full teacher similarity, or it refuses, naming the fix."""
+    sees them whole; the slice is a view, read back whole, so the teacher similarity is the full one."""
     texts = corpus[:6]
     loss = MatryoshkaLoss(student, GroupPDistillLoss(student, teacher=None, group_p=None), [16, 8])
-    try:
-        value = loss([student.preprocess(texts)], teacher_labels(teacher, texts))
-    except ValueError as error:
-        assert "matryoshka_dims" in str(error) and "32" in str(error)
-        return
+    value = loss([student.preprocess(texts)], teacher_labels(teacher, texts))
     z, similarity = student.encode(texts, convert_to_tensor=True), teacher_similarity(teacher, texts)
     expected = sum(distillcse_value(truncated(z, dim), similarity) for dim in (16, 8))
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_matryoshka_refuses_a_truncated_copy_of_the_labels(student, teacher, corpus):
+    """A truncation that is not a view of the whole labels cannot be read back: a clear error naming the fix."""
+    texts = corpus[:6]
+    loss = MatryoshkaLoss(student, GroupPDistillLoss(student, teacher=None), [16, 8])
+    inner_forward = loss.loss.forward
+    loss.loss.forward = lambda features, labels: inner_forward(features, labels.clone())
+    with pytest.raises(ValueError, match="matryoshka_dims"):
+        loss([student.preprocess(texts)], teacher_labels(teacher, texts))
 
 
 @pytest.mark.parametrize("loss_class", [GroupPDistillLoss, CachedGroupPDistillLoss])
@@ -295,6 +301,15 @@ def test_adaptive_layer_loss_warns_about_cached_losses_like_st(student, teacher,
     inner = make_loss(student, teacher)
     with pytest.warns(UserWarning, match=f"AdaptiveLayerLoss is not compatible with {type(inner).__name__}"):
         AdaptiveLayerLoss(student, inner)
+
+
+@pytest.mark.parametrize("loss_class", [CachedGroupPDistillLoss, CachedMultiTeacherAvgLoss])
+def test_cached_losses_inside_adaptive_layer_loss_fail_naming_the_alternative(student, teacher, corpus, loss_class):
+    """Where ST's CMNRL fails with a KeyError, ours say what to use instead."""
+    with pytest.warns(UserWarning):
+        loss = AdaptiveLayerLoss(student, loss_class(student))
+    with pytest.raises(ValueError, match="AdaptiveLayerLoss cannot wrap.*without 'Cached'"):
+        loss([student.preprocess(corpus[:4])], teacher_labels(teacher, corpus[:4]))
 
 
 def test_matryoshka_2d_with_one_dimension_equals_adaptive_layer(student, teacher, corpus):
