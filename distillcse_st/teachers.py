@@ -9,8 +9,8 @@ encodes a text column once per teacher instead and stores the stacked, weighted 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
