@@ -1,4 +1,4 @@
-"""Command-line options shared by the training commands: the authors' defaults and Trainer pass-through.
+"""What the sub-commands share: their parser, and the training options (authors' defaults, Trainer pass-through).
 
 Every option of :func:`add_training_options` is a field of ``SentenceTransformerTrainingArguments`` and
 goes to it unchanged (``--training-arg KEY=VALUE`` reaches any other field); :func:`add_loss_options` are
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from distillcse_st.errors import InputError
@@ -32,6 +33,26 @@ TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
 """Trainer arguments with an option of their own: name -> (type, help)."""
 
 FLAGS = {"bf16": "bfloat16 mixed precision", "fp16": "float16 mixed precision (GPU)"}
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    model: str | None = None,
+    epilog: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """Sub-command ``name`` running ``run``, with a ``--model DIR`` option helped by ``model`` if given.
+
+    With an ``epilog`` (examples), the description and epilog keep their line breaks.
+    """
+    formatter = argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter
+    parser = subparsers.add_parser(name, epilog=epilog, formatter_class=formatter, **kwargs)
+    parser.set_defaults(func=run)
+    if model is not None:
+        parser.add_argument("--model", required=True, metavar="DIR", help=model)
+    return parser
 
 
 def _option(name: str) -> str:
@@ -64,6 +85,18 @@ def add_run_options(parser: argparse.ArgumentParser, distillation: bool = True) 
     add_output_options(parser)
     add_loss_options(parser, distillation=distillation)
     add_training_options(parser)
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the training functions that the output, loss and training options give."""
+    return {
+        "output": args.output,
+        "loss_options": loss_options(args),
+        "training_options": training_options(args),
+        "max_seq_length": args.max_seq_length,
+        "dev_file": args.dev_file,
+        "overwrite": args.overwrite,
+    }
 
 
 def add_output_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from distillcse_st.commands.arguments import (
+    add_command,
     add_loss_options,
     add_output_options,
     add_training_options,
-    loss_options,
-    training_options,
+    run_options,
 )
 
 DEMO_TRAINING = {"learning_rate": 1e-4, "max_steps": 200, "eval_steps": 100, "save_steps": 100}
@@ -19,8 +19,10 @@ DEMO_LOSS = {"contrastive_weight": 0.0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
+        run,
         help="compress all-MiniLM-L6-v2 into its first 3 layers with DistillCSE (CPU, minutes)",
         description="A small real run: the first 3 layers of all-MiniLM-L6-v2 (student) learn from the full "
         "model (teacher, precomputed) with the DistillCSE losses, on sentences of the packaged Wikipedia "
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_options(parser, default="distillcse-demo")
     add_loss_options(parser)
     add_training_options(parser, **DEMO_TRAINING)
-    parser.set_defaults(func=run, **DEMO_LOSS)
+    parser.set_defaults(**DEMO_LOSS)
     parser.epilog = (
         "The demo differs from the authors' defaults in "
         + ", ".join(f"{key}={value}" for key, value in {**DEMO_TRAINING, **DEMO_LOSS}.items())
@@ -42,9 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.training.demo import run_demo
 
-    result = run_demo(
-        args.output, loss_options(args), training_options(args), args.max_seq_length, args.dev_file, args.overwrite
-    )
+    result = run_demo(**run_options(args))
     scores = result["scores"]
     print()
     print(f"{'STS-B dev Spearman x 100':<26} {'':>6}")

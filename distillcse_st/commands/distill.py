@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.commands.arguments import (
-    add_run_options,
-    corpus_from_args,
-    loss_options,
-    training_options,
-)
+from distillcse_st.commands.arguments import add_command, add_run_options, corpus_from_args, run_options
 
 EPILOG = """\
 examples:
@@ -26,16 +21,17 @@ def _weights(text: str) -> list[float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "distill",
+        run,
+        model="SentenceTransformer student to train",
         help="train a student with the DistillCSE losses against teacher models",
         description="One DistillCSE run: SimCSE plus distillation of the teachers' (averaged) in-batch "
         "similarity distribution, with Group-P shuffling. Defaults: the DistillCSE authors' settings. "
         "Rerun the same command to resume an interrupted run.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="SentenceTransformer student to train")
     parser.add_argument(
         "--teacher",
         dest="teachers",
@@ -58,7 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cache-dir", metavar="DIR", help="where precomputed teacher embeddings are cached (default: inside the run)"
     )
     add_run_options(parser)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,16 +64,11 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         args.teachers,
         corpus,
-        args.output,
-        args.weights,
-        args.precompute,
-        args.cache_dir,
-        loss_options(args),
-        training_options(args),
-        args.max_seq_length,
-        args.dev_file,
-        args.overwrite,
-        args.resume_from_checkpoint,
+        weights=args.weights,
+        precompute=args.precompute,
+        cache_dir=args.cache_dir,
+        resume_from_checkpoint=args.resume_from_checkpoint,
+        **run_options(args),
     )
     print(f"Saved the DistillCSE model to {args.output} (STS-B dev Spearman {record['dev']:.2f})")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from distillcse_st.commands.arguments import add_command
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.sts_tasks import DATA_DIR_ENV, STS7
 
@@ -24,12 +25,13 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "eval",
+        run,
         help="evaluate a model on the MTEB STS tasks (STS12-16, STSBenchmark, SICK-R)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="directory of a saved SentenceTransformer")
     parser.add_argument(
@@ -48,7 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where to write MTEB result files and summary.json (default: MODEL_DIR/mteb-sts)",
     )
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="encoding batch size (default: 64)")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

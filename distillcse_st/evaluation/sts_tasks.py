@@ -10,8 +10,6 @@ for ``train``); every line is ``{"sentence1": str, "sentence2": str, "score": nu
 from __future__ import annotations
 
 import functools
-import gzip
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillcse_st.errors import InputError
+from distillcse_st.files import read_json_lines
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
@@ -44,26 +43,18 @@ def read_sts_jsonl(path: str | Path) -> dict[str, list[Any]]:
     if not path.is_file():
         raise InputError(f"STS data file not found: {path}")
     columns: dict[str, list[Any]] = {"sentence1": [], "sentence2": [], "score": []}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            for key in ("sentence1", "sentence2"):
-                if not isinstance(row.get(key), str):
-                    raise InputError(f"{path}:{number}: '{key}' must be a string")
-            score = row.get("score")
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise InputError(f"{path}:{number}: 'score' must be a finite number, got {score!r}")
-            columns["sentence1"].append(row["sentence1"])
-            columns["sentence2"].append(row["sentence2"])
-            columns["score"].append(float(score))
+    for number, row in read_json_lines(path):
+        if row is None:
+            continue
+        for key in ("sentence1", "sentence2"):
+            if not isinstance(row.get(key), str):
+                raise InputError(f"{path}:{number}: '{key}' must be a string")
+        score = row.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise InputError(f"{path}:{number}: 'score' must be a finite number, got {score!r}")
+        columns["sentence1"].append(row["sentence1"])
+        columns["sentence2"].append(row["sentence2"])
+        columns["score"].append(float(score))
     if not columns["score"]:
         raise InputError(f"{path}: no sentence pairs")
     return columns

@@ -8,9 +8,7 @@ are dropped, and the counts are reported.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,24 +16,11 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, DatasetInfo, load_from_disk
 
 from distillcse_st.errors import InputError
+from distillcse_st.files import read_json_lines, read_lines
 
 logger = logging.getLogger(__name__)
 
 FORMATS = (".txt", ".jsonl", ".csv", ".tsv")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 (optionally gzipped) file, naming the line of a decoding error."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as file:
-            for number, raw in enumerate(file, start=1):
-                try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as error:
-                    raise InputError(f"{path}: line {number} is not valid UTF-8 ({error.reason})") from None
-    except (OSError, EOFError) as error:
-        raise InputError(f"{path}: cannot read the file ({error})") from None
 
 
 def _pick(names: list[str], wanted: str | None, option: str, path: Path) -> str:
@@ -52,16 +37,10 @@ def _pick(names: list[str], wanted: str | None, option: str, path: Path) -> str:
 
 
 def _jsonl_texts(path: Path, text_field: str | None) -> Iterator[str]:
-    for number, line in _lines(path):
-        if not line.strip():
+    for number, record in read_json_lines(path):
+        if record is None:
             yield ""
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: line {number} is not a JSON object")
         field = _pick(list(record), text_field, "--text-field", path)
         value = record[field]
         if not isinstance(value, str):
@@ -70,7 +49,7 @@ def _jsonl_texts(path: Path, text_field: str | None) -> Iterator[str]:
 
 
 def _table_texts(path: Path, column: str | None, delimiter: str) -> Iterator[str]:
-    reader = csv.reader((line for _, line in _lines(path)), delimiter=delimiter)
+    reader = csv.reader((line for _, line in read_lines(path)), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -110,7 +89,7 @@ def read_texts(path: str | Path, text_field: str | None = None, column: str | No
         raise InputError(f"corpus not found: {path}")
     suffix = _format(path)
     if suffix == ".txt":
-        return (line for _, line in _lines(path))
+        return (line for _, line in read_lines(path))
     if suffix == ".jsonl":
         return _jsonl_texts(path, text_field)
     return _table_texts(path, column, "\t" if suffix == ".tsv" else ",")

@@ -21,11 +21,10 @@ from transformers import TrainerCallback
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
 from distillcse_st.models import check_model_dir, load_model
-from distillcse_st.training.corpus import texts_digest
-from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
+from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
-from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, train_distill, train_simcse
+from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, stage_config, train_distill, train_simcse
 
 logger = logging.getLogger(__name__)
 
@@ -90,16 +89,16 @@ def self_train(
     model_dir = check_model_dir(model_dir, "base")
     loss_options = dict(loss_options or {})
     training_options = dict(training_options or {})
-    config = {
-        "stage": "self-train",
-        "model": str(model_dir),
-        "corpus": texts_digest(corpus["text"]),
-        "components": components,
-        "rounds": rounds,
-        "max_seq_length": max_seq_length,
-        "loss": loss_options,
-        "training": result_settings(training_options),
-    }
+    config = stage_config(
+        "self-train",
+        model_dir,
+        corpus,
+        max_seq_length,
+        loss_options,
+        training_options,
+        components=components,
+        rounds=rounds,
+    )
     check_run_dir(output, config, overwrite)
     seed = training_options.get("seed", TRAINING_DEFAULTS["seed"])
     simcse_loss = {key: value for key, value in loss_options.items() if key == "contrastive_temperature"}

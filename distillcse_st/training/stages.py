@@ -87,6 +87,40 @@ def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArgument
         )
 
 
+def stage_config(
+    stage: str,
+    model_dir: Path,
+    corpus: Dataset,
+    max_seq_length: int,
+    loss_options: dict[str, Any],
+    training_options: dict[str, Any] | None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """A run's settings (its ``run.json``, and ``stage.json``'s ``config``), ``settings`` after the model."""
+    return {
+        "stage": stage,
+        "model": str(model_dir),
+        **settings,
+        "corpus": texts_digest(corpus["text"]),
+        "max_seq_length": max_seq_length,
+        "loss": loss_options,
+        "training": result_settings(training_options),
+    }
+
+
+def stage_setup(
+    model_dir: Path,
+    corpus: Dataset,
+    output: Path,
+    training_options: dict[str, Any] | None,
+    dev_file: str | Path | None,
+) -> tuple[SentenceTransformerTrainingArguments, EmbeddingSimilarityEvaluator, SentenceTransformer]:
+    """A stage's Trainer arguments (checked against the corpus size), STS-B dev evaluator and student."""
+    args = training_arguments(output, training_options)
+    check_corpus_size(corpus, args)
+    return args, sts_dev_evaluator(dev_file), load_model(model_dir, "student")
+
+
 @contextmanager
 def loss_arguments() -> Iterator[None]:
     """Around building a loss: the ``ValueError`` of a bad loss argument or teacher weight is an input error.
@@ -176,18 +210,8 @@ def train_simcse(
     output = Path(output)
     model_dir = check_model_dir(model_dir, "student")
     loss_options = dict(loss_options or {})
-    config = {
-        "stage": "simcse",
-        "model": str(model_dir),
-        "corpus": texts_digest(corpus["text"]),
-        "max_seq_length": max_seq_length,
-        "loss": loss_options,
-        "training": result_settings(training_options),
-    }
-    args = training_arguments(output, training_options)
-    check_corpus_size(corpus, args)
-    evaluator = sts_dev_evaluator(dev_file)
-    model = load_model(model_dir, "student")
+    config = stage_config("simcse", model_dir, corpus, max_seq_length, loss_options, training_options)
+    args, evaluator, model = stage_setup(model_dir, corpus, output, training_options, dev_file)
     with loss_arguments():
         loss = GroupPDistillLoss(model, distillation_weight=0.0, **loss_options)
     describe(model, f"Unsupervised SimCSE of {model_name(model_dir)}", model_dir)
@@ -227,21 +251,18 @@ def train_distill(
     with loss_arguments():
         weights = resolve_weights(weights, len(teacher_dirs))
     loss_options = dict(loss_options or {})
-    config = {
-        "stage": "distill",
-        "model": str(model_dir),
-        "teachers": [str(directory) for directory in teacher_dirs],
-        "weights": weights,
-        "precompute": precompute,
-        "corpus": texts_digest(corpus["text"]),
-        "max_seq_length": max_seq_length,
-        "loss": loss_options,
-        "training": result_settings(training_options),
-    }
-    args = training_arguments(output, training_options)
-    check_corpus_size(corpus, args)
-    evaluator = sts_dev_evaluator(dev_file)
-    model = load_model(model_dir, "student")
+    config = stage_config(
+        "distill",
+        model_dir,
+        corpus,
+        max_seq_length,
+        loss_options,
+        training_options,
+        teachers=[str(directory) for directory in teacher_dirs],
+        weights=weights,
+        precompute=precompute,
+    )
+    args, evaluator, model = stage_setup(model_dir, corpus, output, training_options, dev_file)
     teachers = None if precompute else [load_model(directory, "teacher") for directory in teacher_dirs]
     with loss_arguments():
         if len(teacher_dirs) == 1:

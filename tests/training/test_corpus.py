@@ -46,7 +46,7 @@ def test_gzip_jsonl_csv_tsv_and_datasets_dir(tmp_path: Path) -> None:
         ("missing.txt", None, "corpus not found"),
         ("empty.txt", b"\n \n", "the corpus is empty"),
         ("latin1.txt", "ok line\ncaf\xe9 au lait\n".encode("latin-1"), "line 2 is not valid UTF-8"),
-        ("bad.jsonl", b'{"text": "a"}\n{"text": \n', "line 2 is not valid JSON"),
+        ("bad.jsonl", b'{"text": "a"}\n{"text": \n', "bad.jsonl:2: invalid JSON"),
         ("two.jsonl", b'{"a": "x", "b": "y"}\n', "name the text field or column with --text-field"),
         ("c.csv", b"a,b\nx,y\n", "with --column"),
         ("c.parquet", b"x", "unknown corpus format"),
