@@ -14,6 +14,7 @@ _EXPORTS = {
     "CachedGroupPDistillLoss": "losses",
     "CachedMultiTeacherAvgLoss": "losses",
     "DistillCSELoss": "losses",
+    "InputError": "errors",
     "GroupPDistillLoss": "losses",
     "InBatchDistillLoss": "losses",
     "MultiTeacherAvgLoss": "losses",

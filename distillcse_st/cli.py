@@ -2,21 +2,21 @@
 
 Each sub-command lives in ``distillcse_st.commands.<name>`` and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` to a callable taking the parsed arguments and returning an
-exit code. Errors meant for the user are raised as :class:`UserError` and printed as one line.
+exit code; ``distillcse_st.commands.arguments`` holds their shared option groups. Input errors
+(:class:`~distillcse_st.errors.InputError`) are printed as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
+from distillcse_st.errors import InputError
+
 COMMANDS = ("prune", "simcse", "distill", "self_train", "demo", "eval")
-
-
-class UserError(Exception):
-    """A problem with the user's input, reported as one line without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,15 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging() -> None:
+    """Show this package's progress messages (INFO) and only warnings from other libraries."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("distillcse_st").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    setup_logging()
     try:
         return int(args.func(args) or 0)
-    except UserError as error:
+    except InputError as error:
         print(f"distillcse {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.training.arguments import (
+from distillcse_st.commands.arguments import (
     add_loss_options,
     add_output_options,
     add_training_options,
     loss_options,
-    training_command,
     training_options,
 )
 
@@ -40,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-@training_command
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.training.demo import run_demo
 

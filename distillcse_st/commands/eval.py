@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distillcse_st.cli import UserError
-from distillcse_st.evaluation.sts_tasks import DATA_DIR_ENV, STS7, EvalInputError
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation.sts_tasks import DATA_DIR_ENV, STS7
 
 DESCRIPTION = f"""\
 Evaluate a saved SentenceTransformer on MTEB STS tasks with mteb.evaluate and print MTEB's main
@@ -55,19 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table
 
     if args.batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+        raise InputError(f"--batch-size must be positive, got {args.batch_size}")
     output = Path(args.output) if args.output else Path(args.model_dir) / "mteb-sts"
     try:
         if Path(args.model_dir).is_dir():
             output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create output directory {output}: {error.strerror}") from None
-    try:
-        summary = evaluate_sts(
-            args.model_dir, tasks=args.tasks, data_dir=args.data_dir, output_dir=output, batch_size=args.batch_size
-        )
-    except EvalInputError as error:
-        raise UserError(str(error)) from None
+        raise InputError(f"cannot create output directory {output}: {error.strerror}") from None
+    summary = evaluate_sts(
+        args.model_dir, tasks=args.tasks, data_dir=args.data_dir, output_dir=output, batch_size=args.batch_size
+    )
     print(format_table(summary["scores"]))
     print(f"\nMTEB results: {summary['results_dir']}\nsummary: {output / 'summary.json'}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.training.arguments import add_output_options, training_command
+from distillcse_st.commands.arguments import add_output_options
 
 EPILOG = """\
 example (the demo's student: the first 3 of all-MiniLM-L6-v2's 6 layers):
@@ -26,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-@training_command
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 

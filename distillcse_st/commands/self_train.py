@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.training.arguments import (
+from distillcse_st.commands.arguments import (
     add_run_options,
     corpus_from_args,
     loss_options,
-    training_command,
     training_options,
 )
 
@@ -40,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-@training_command
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.training.self_train import self_train
 

@@ -4,10 +4,9 @@ The modules import mteb, datasets and sentence-transformers only inside the func
 """
 
 from distillcse_st.evaluation.dev_evaluator import dev_file, metric_for_best_model, sts_dev_evaluator
-from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table, load_model
+from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table
 from distillcse_st.evaluation.sts_tasks import (
     STS7,
-    EvalInputError,
     local_sts_task,
     mteb_task,
     read_sts_jsonl,
@@ -16,11 +15,9 @@ from distillcse_st.evaluation.sts_tasks import (
 
 __all__ = [
     "STS7",
-    "EvalInputError",
     "dev_file",
     "evaluate_sts",
     "format_table",
-    "load_model",
     "local_sts_task",
     "metric_for_best_model",
     "mteb_task",

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distillcse_st.evaluation.sts_tasks import EvalInputError, read_sts_jsonl, split_file
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation.sts_tasks import read_sts_jsonl, split_file
 
 if TYPE_CHECKING:
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
@@ -30,7 +31,7 @@ def dev_file(path_or_data_dir: str | Path | None = None) -> Path:
     chosen = path_or_data_dir if path_or_data_dir is not None else os.environ.get(DEV_FILE_ENV) or None
     if chosen is None:
         if not PACKAGED_DEV_FILE.is_file():
-            raise EvalInputError(
+            raise InputError(
                 f"no STS dev file given, ${DEV_FILE_ENV} is unset and {PACKAGED_DEV_FILE} is missing"
             )
         return PACKAGED_DEV_FILE

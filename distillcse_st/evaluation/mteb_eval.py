@@ -8,27 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillcse_st.evaluation.sts_tasks import EvalInputError, default_data_dir, resolve_tasks
+from distillcse_st.evaluation.sts_tasks import default_data_dir, resolve_tasks
+from distillcse_st.models import load_model
 
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
     from sentence_transformers import SentenceTransformer
 
 SUMMARY_FILE = "summary.json"
-
-
-def load_model(model_or_path: SentenceTransformer | str | Path) -> SentenceTransformer:
-    """Return ``model_or_path`` itself or the SentenceTransformer saved in that local directory."""
-    from sentence_transformers import SentenceTransformer
-
-    if isinstance(model_or_path, SentenceTransformer):
-        return model_or_path
-    path = Path(model_or_path)
-    if not path.is_dir():
-        raise EvalInputError(f"model directory not found: {path}")
-    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-        raise EvalInputError(f"not a SentenceTransformer/transformers model directory (no modules.json): {path}")
-    return SentenceTransformer(str(path), local_files_only=True)
 
 
 def _encoder(model: SentenceTransformer, model_name: str | None) -> Any:
@@ -69,9 +56,12 @@ def evaluate_sts(
 
     data_dir = default_data_dir(data_dir)
     task_objects = resolve_tasks(tasks, data_dir)
-    model = load_model(model_or_path)
-    if model_name is None and isinstance(model_or_path, (str, Path)) and not model.model_card_data.model_name:
-        model_name = f"local/{Path(model_or_path).resolve().name}"
+    if isinstance(model_or_path, (str, Path)):
+        model = load_model(model_or_path)
+        if model_name is None and not model.model_card_data.model_name:
+            model_name = f"local/{Path(model_or_path).resolve().name}"
+    else:
+        model = model_or_path
     encoder = _encoder(model, model_name)
     result = mteb.evaluate(
         encoder,

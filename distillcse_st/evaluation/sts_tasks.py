@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillcse_st.errors import InputError
+
 if TYPE_CHECKING:
     from mteb.abstasks.abstask import AbsTask
     from mteb.abstasks.sts import AbsTaskSTS
@@ -32,19 +34,15 @@ DATA_DIR_ENV = "DISTILLCSE_STS_DIR"
 SPLIT_SUFFIXES = {"test": "", "validation": "-dev", "train": "-train"}
 
 
-class EvalInputError(ValueError):
-    """A missing or malformed evaluation input (model dir, data dir, data file, task name)."""
-
-
 def read_sts_jsonl(path: str | Path) -> dict[str, list[Any]]:
     """Read and validate an STS jsonl(.gz) file into columns ``sentence1``, ``sentence2``, ``score``.
 
-    Blank lines are skipped; other fields (e.g. ``subset``) are ignored. Raises :class:`EvalInputError`
+    Blank lines are skipped; other fields (e.g. ``subset``) are ignored. Raises :class:`InputError`
     naming the file and line number for any malformed line, and for a missing or empty file.
     """
     path = Path(path)
     if not path.is_file():
-        raise EvalInputError(f"STS data file not found: {path}")
+        raise InputError(f"STS data file not found: {path}")
     columns: dict[str, list[Any]] = {"sentence1": [], "sentence2": [], "score": []}
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as lines:
@@ -54,27 +52,27 @@ def read_sts_jsonl(path: str | Path) -> dict[str, list[Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise EvalInputError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+                raise InputError(f"{path}:{number}: invalid JSON ({error.msg})") from None
             if not isinstance(row, dict):
-                raise EvalInputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                raise InputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
             for key in ("sentence1", "sentence2"):
                 if not isinstance(row.get(key), str):
-                    raise EvalInputError(f"{path}:{number}: '{key}' must be a string")
+                    raise InputError(f"{path}:{number}: '{key}' must be a string")
             score = row.get("score")
             if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise EvalInputError(f"{path}:{number}: 'score' must be a finite number, got {score!r}")
+                raise InputError(f"{path}:{number}: 'score' must be a finite number, got {score!r}")
             columns["sentence1"].append(row["sentence1"])
             columns["sentence2"].append(row["sentence2"])
             columns["score"].append(float(score))
     if not columns["score"]:
-        raise EvalInputError(f"{path}: no sentence pairs")
+        raise InputError(f"{path}: no sentence pairs")
     return columns
 
 
 def split_file(data_dir: str | Path, task_name: str, split: str) -> Path:
     """Path of ``task_name``'s ``split`` in ``data_dir`` (``.jsonl`` preferred over ``.jsonl.gz``)."""
     if split not in SPLIT_SUFFIXES:
-        raise EvalInputError(f"{task_name}: no local file naming scheme for split '{split}'")
+        raise InputError(f"{task_name}: no local file naming scheme for split '{split}'")
     stem = Path(data_dir) / f"{task_name}{SPLIT_SUFFIXES[split]}.jsonl"
     gz = stem.with_name(stem.name + ".gz")
     return gz if gz.is_file() and not stem.is_file() else stem
@@ -120,7 +118,7 @@ def mteb_task(name: str) -> AbsTask:
     except KeyError as error:
         detail = str(error.args[0]) if error.args else ""
         hint = f"; {detail[detail.index('Did you mean'):]}" if "Did you mean" in detail else ""
-        raise EvalInputError(f"unknown task {name!r}{hint} (use 'sts7' or MTEB task names)") from None
+        raise InputError(f"unknown task {name!r}{hint} (use 'sts7' or MTEB task names)") from None
 
 
 def local_sts_task(name: str, data_dir: str | Path) -> AbsTaskSTS:
@@ -129,12 +127,12 @@ def local_sts_task(name: str, data_dir: str | Path) -> AbsTaskSTS:
 
     base = type(mteb_task(name))
     if not issubclass(base, AbsTaskSTS):
-        raise EvalInputError(f"task {name!r} is not an STS task; local data is supported for STS tasks only")
+        raise InputError(f"task {name!r} is not an STS task; local data is supported for STS tasks only")
     task = _local_class(base)(data_dir=data_dir)
     for split in task.eval_splits:
         path = split_file(data_dir, name, split)
         if not path.is_file():
-            raise EvalInputError(f"{name}: data file not found: {path}")
+            raise InputError(f"{name}: data file not found: {path}")
     task.load_data()
     return task
 
@@ -162,7 +160,7 @@ def resolve_tasks(
     """
     data_dir = default_data_dir(data_dir)
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise EvalInputError(f"STS data directory not found: {data_dir}")
+        raise InputError(f"STS data directory not found: {data_dir}")
     items = [tasks] if isinstance(tasks, str) else list(tasks)
     if data_dir is None and any(isinstance(item, str) for item in items):
         _require_hub()
@@ -174,7 +172,7 @@ def resolve_tasks(
         for name in task_names(item):
             resolved.append(local_sts_task(name, data_dir) if data_dir else mteb_task(name))
     if not resolved:
-        raise EvalInputError("no task given")
+        raise InputError("no task given")
     return resolved
 
 
@@ -182,7 +180,7 @@ def _require_hub() -> None:
     from datasets import config
 
     if config.HF_HUB_OFFLINE:
-        raise EvalInputError(
+        raise InputError(
             f"no STS data directory given and the Hugging Face hub is offline; pass a data directory "
             f"(--data-dir or ${DATA_DIR_ENV}) holding <task>.jsonl files"
         )

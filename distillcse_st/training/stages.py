@@ -4,13 +4,17 @@ A stage trains a student on a corpus with the STS-B dev evaluator every ``eval_s
 checkpoint), then saves the SentenceTransformer and a ``stage.json`` (settings, dev score, dev scores over
 steps) in its output directory. It works in ``OUTPUT.partial/`` (see :mod:`~distillcse_st.training.outputs`):
 an interrupted stage resumes from its last checkpoint when run again with the same settings.
+
+The student trains, and is scored on dev, at the run's ``max_seq_length`` (the authors' 32 tokens by default),
+but is saved with its base model's maximum length, so that it encodes long texts as its base did.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +26,14 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from distillcse_st.errors import InputError
 from distillcse_st.evaluation.dev_evaluator import metric_for_best_model, sts_dev_evaluator
-from distillcse_st.evaluation.sts_tasks import EvalInputError
-from distillcse_st.losses import DistillCSELoss, GroupPDistillLoss, MultiTeacherAvgLoss
+from distillcse_st.losses import GroupPDistillLoss, MultiTeacherAvgLoss
+from distillcse_st.models import check_model_dir, load_model
 from distillcse_st.teachers import resolve_weights
 from distillcse_st.training.corpus import texts_digest
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, result_settings
-from distillcse_st.training.errors import TrainingInputError
-from distillcse_st.training.models import check_model_dir, load_model
+from distillcse_st.training.model_cards import describe, model_name
 from distillcse_st.training.outputs import finish, partial_dir, start, write_json
 from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
 
@@ -49,9 +53,6 @@ FIXED_TRAINING_ARGUMENTS: dict[str, Any] = {
     "report_to": "none",
 }
 """What the stages rely on: evaluation and checkpoints every few steps, the best dev checkpoint kept."""
-
-DISTILLCSE_MODEL_CARD = "DistillCSE (Xu et al., EMNLP 2023 Findings, https://arxiv.org/abs/2310.13499)"
-
 
 class DevScoreLog(TrainerCallback):
     """One log line per evaluation: the step, the STS-B dev Spearman x 100 and the best so far."""
@@ -76,29 +77,26 @@ def training_arguments(output: Path, training_options: dict[str, Any] | None) ->
     try:
         return SentenceTransformerTrainingArguments(**options)
     except (TypeError, ValueError) as error:
-        raise TrainingInputError(f"invalid training arguments: {error}") from None
+        raise InputError(f"invalid training arguments: {error}") from None
 
 
 def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArguments) -> None:
     if len(corpus) < args.per_device_train_batch_size:
-        raise TrainingInputError(
+        raise InputError(
             f"the corpus has {len(corpus)} sentences, fewer than one batch ({args.per_device_train_batch_size})"
         )
 
 
-def dev_evaluator(dev_file: str | Path | None) -> EmbeddingSimilarityEvaluator:
-    """The STS-B dev evaluator (the packaged dev set by default), with input errors as training errors."""
-    try:
-        return sts_dev_evaluator(dev_file)
-    except EvalInputError as error:
-        raise TrainingInputError(str(error)) from None
+@contextmanager
+def loss_arguments() -> Iterator[None]:
+    """Around building a loss: the ``ValueError`` of a bad loss argument or teacher weight is an input error.
 
-
-def build_loss(loss_class: type[DistillCSELoss], model: SentenceTransformer, **options: Any) -> DistillCSELoss:
+    The losses raise plain ``ValueError`` (they are used without this package's command line too).
+    """
     try:
-        return loss_class(model, **options)
+        yield
     except ValueError as error:
-        raise TrainingInputError(str(error)) from None
+        raise InputError(str(error)) from None
 
 
 def run_stage(
@@ -109,14 +107,18 @@ def run_stage(
     evaluator: EmbeddingSimilarityEvaluator,
     output: Path,
     config: dict[str, Any],
+    max_seq_length: int,
     resume_from_checkpoint: str | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, Any]:
     """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
 
-    Returns the stage record also written to ``output/stage.json``.
+    ``model`` trains at ``max_seq_length`` and is saved with the maximum length it came with. Returns the stage
+    record also written to ``output/stage.json``.
     """
     work = partial_dir(output)
+    saved_max_seq_length = model.max_seq_length
+    model.max_seq_length = max_seq_length
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -135,10 +137,12 @@ def run_stage(
     best = trainer.state.best_metric
     dev = 100 * (best if best is not None else evaluator(model)[evaluator.primary_metric])
     logger.info("Final STS-B dev Spearman: %.2f", dev)
+    model.max_seq_length = saved_max_seq_length
     model.save(str(work))
     record = {
         "config": config,
         "dev": dev,
+        "saved_max_seq_length": saved_max_seq_length,
         "steps": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
         "history": dev_history(trainer.state.log_history),
@@ -181,12 +185,15 @@ def train_simcse(
     }
     args = training_arguments(output, training_options)
     check_corpus_size(corpus, args)
-    evaluator = dev_evaluator(dev_file)
-    model = load_model(model_dir, "student", max_seq_length)
-    loss = build_loss(GroupPDistillLoss, model, distillation_weight=0.0, **loss_options)
-    model.model_card_data.model_name = f"Unsupervised SimCSE of {model_dir} (round 0 of {DISTILLCSE_MODEL_CARD})"
+    evaluator = sts_dev_evaluator(dev_file)
+    model = load_model(model_dir, "student")
+    with loss_arguments():
+        loss = GroupPDistillLoss(model, distillation_weight=0.0, **loss_options)
+    describe(model, f"Unsupervised SimCSE of {model_name(model_dir)}", model_dir)
     start(output, config, overwrite)
-    return run_stage(model, corpus, loss, args, evaluator, output, config, resume_from_checkpoint, callbacks)
+    return run_stage(
+        model, corpus, loss, args, evaluator, output, config, max_seq_length, resume_from_checkpoint, callbacks
+    )
 
 
 def train_distill(
@@ -216,10 +223,8 @@ def train_distill(
     output = Path(output)
     model_dir = check_model_dir(model_dir, "student")
     teacher_dirs = [check_model_dir(directory, "teacher") for directory in teacher_dirs]
-    try:
+    with loss_arguments():
         weights = resolve_weights(weights, len(teacher_dirs))
-    except ValueError as error:
-        raise TrainingInputError(str(error)) from None
     loss_options = dict(loss_options or {})
     config = {
         "stage": "distill",
@@ -234,15 +239,17 @@ def train_distill(
     }
     args = training_arguments(output, training_options)
     check_corpus_size(corpus, args)
-    evaluator = dev_evaluator(dev_file)
-    model = load_model(model_dir, "student", max_seq_length)
+    evaluator = sts_dev_evaluator(dev_file)
+    model = load_model(model_dir, "student")
     teachers = None if precompute else [load_model(directory, "teacher") for directory in teacher_dirs]
-    if len(teacher_dirs) == 1:
-        loss = build_loss(GroupPDistillLoss, model, teacher=teachers and teachers[0], **loss_options)
-    else:
-        loss = build_loss(MultiTeacherAvgLoss, model, teachers=teachers, weights=teachers and weights, **loss_options)
-    names = ", ".join(map(str, teacher_dirs))
-    model.model_card_data.model_name = f"{DISTILLCSE_MODEL_CARD} student of {model_dir}, teachers: {names}"
+    with loss_arguments():
+        if len(teacher_dirs) == 1:
+            loss = GroupPDistillLoss(model, teacher=teachers and teachers[0], **loss_options)
+        else:
+            loss = MultiTeacherAvgLoss(model, teachers=teachers, weights=teachers and weights, **loss_options)
+    label = "teacher" if len(teacher_dirs) == 1 else "teachers"
+    names = ", ".join(model_name(directory) for directory in teacher_dirs)
+    describe(model, f"DistillCSE student of {model_name(model_dir)}, {label}: {names}", model_dir)
     work = start(output, config, overwrite)
     dataset = corpus
     if precompute:
@@ -250,4 +257,6 @@ def train_distill(
             corpus["text"], teacher_dirs, weights, cache_dir or work / TEACHER_CACHE, max_seq_length
         )
         dataset = with_cached_labels(corpus, embeddings)
-    return run_stage(model, dataset, loss, args, evaluator, output, config, resume_from_checkpoint, callbacks)
+    return run_stage(
+        model, dataset, loss, args, evaluator, output, config, max_seq_length, resume_from_checkpoint, callbacks
+    )

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from distillcse_st.models import load_model
 from distillcse_st.teachers import encode_stacked, resolve_weights
 from distillcse_st.training.corpus import texts_digest
-from distillcse_st.training.models import load_model
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,13 @@ def test_simcse_and_distill(
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    common = ["--corpus", corpus_file, "--dev-file", dev_file, *FAST_ARGS]
+    common = ["--corpus", corpus_file, "--dev-file", dev_file, "--max-seq-length", "16", *FAST_ARGS]
     code, out, _ = _run(
         capsys, "simcse", "--model", tiny_model_dir, "--output", tmp_path / "s", "--seed", "3", *common
     )
     assert code == 0 and "STS-B dev Spearman" in out
     assert read_json(tmp_path / "s" / "stage.json")["config"]["training"]["seed"] == 3
+    assert load(tmp_path / "s").max_seq_length == 32  # trained at 16, saved with the base's length
     code, _, _ = _run(
         capsys,
         "distill",
@@ -60,6 +62,7 @@ def test_simcse_and_distill(
     stage = read_json(tmp_path / "d" / "stage.json")
     assert stage["config"]["weights"] == [0.25, 0.75] and stage["config"]["loss"]["group_p"] is None
     assert "MultiTeacherAvgLoss" in (tmp_path / "d" / "README.md").read_text(encoding="utf-8")
+    assert load(tmp_path / "d").max_seq_length == 32
 
 
 def test_self_train_resumes_and_skips(
@@ -104,7 +107,7 @@ def test_self_train_resumes_and_skips(
 
 
 def test_demo(dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["demo", "--output", tmp_path / "demo", "--dev-file", dev_file, *FAST_ARGS]
+    argv = ["demo", "--output", tmp_path / "demo", "--dev-file", dev_file, *FAST_ARGS]  # trains at 32 tokens
     code, out, _ = _run(capsys, *argv)
     assert code == 0
     for name in ("teacher", "student before", "student after"):
@@ -112,7 +115,12 @@ def test_demo(dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert (tmp_path / "demo" / "model" / "modules.json").is_file() and (
         tmp_path / "demo" / "dev_scores.png"
     ).is_file()
-    assert load(tmp_path / "demo" / "model")[0].auto_model.config.num_hidden_layers == 3
+    student = load(tmp_path / "demo" / "model")
+    assert student[0].auto_model.config.num_hidden_layers == 3
+    assert student.max_seq_length == 256  # all-MiniLM-L6-v2's
+    card = (tmp_path / "demo" / "model" / "README.md").read_text(encoding="utf-8")
+    assert "# DistillCSE student of all-MiniLM-L6-v2 (encoder layers 0, 1, 2), teacher: all-MiniLM-L6-v2" in card
+    assert "license: apache-2.0" in card and str(tmp_path) not in card and sys.prefix not in card
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -137,7 +145,7 @@ def test_errors(
         ),
         (
             ["distill", *train, "--teacher", tmp_path, "--corpus", corpus_file, "--output", tmp_path / "o"],
-            "not a SentenceTransformer model",
+            "is not a SentenceTransformer or transformers model",
         ),
         (["prune", "--model", tiny_model_dir, "--layers", "0-5", "--output", tmp_path / "o"], "out of range"),
         (
@@ -147,6 +155,15 @@ def test_errors(
         (
             ["simcse", *train, "--corpus", corpus_file, "--output", tmp_path / "o", "--training-arg", "nope=1"],
             "invalid training arguments",
+        ),
+        (  # a ValueError of the loss constructor
+            ["simcse", *train, "--corpus", corpus_file, "--output", tmp_path / "o", "--contrastive-temperature", "0"],
+            "contrastive_temperature",
+        ),
+        (
+            ["distill", *train, "--teacher", tiny_model_dir, "--weights", "1,2", "--corpus", corpus_file,
+             "--output", tmp_path / "o"],
+            "2 weights for 1 teachers",
         ),
     ]
     for argv, message in cases:
@@ -165,7 +182,7 @@ def test_help_shows_paper_defaults(capsys: pytest.CaptureFixture, monkeypatch: p
     for default in (
         "rate (default: 3e-05)",
         "candidates) (default: 64)",
-        "tokens, student and precomputed teachers (default: 32)",
+        "keeps its base's maximum length (default: 32)",
         "temperature (default: 0.05)",
         "(default: 0.025)",
         "(default: 0.0125)",

@@ -10,7 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
-from distillcse_st.evaluation import EvalInputError, dev_evaluator, dev_file, metric_for_best_model, sts_dev_evaluator
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation import dev_evaluator, dev_file, metric_for_best_model, sts_dev_evaluator
 from tests.evaluation.conftest import PAIRS, write_jsonl
 
 
@@ -44,16 +45,16 @@ def test_path_resolution(sts_dir: Path, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(dev_evaluator, "PACKAGED_DEV_FILE", gz_dir / "STSBenchmark-dev.jsonl.gz")
     assert dev_file() == gz_dir / "STSBenchmark-dev.jsonl.gz"
     monkeypatch.setattr(dev_evaluator, "PACKAGED_DEV_FILE", tmp_path / "absent.jsonl.gz")
-    with pytest.raises(EvalInputError, match="no STS dev file given"):
+    with pytest.raises(InputError, match="no STS dev file given"):
         dev_file()
 
 
 def test_errors(tmp_path: Path) -> None:
-    with pytest.raises(EvalInputError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         sts_dev_evaluator(tmp_path / "missing.jsonl")
-    with pytest.raises(EvalInputError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         sts_dev_evaluator(tmp_path)  # a directory without STSBenchmark-dev.jsonl
     bad = write_jsonl(tmp_path / "bad.jsonl", PAIRS[:1])
     bad.write_text(bad.read_text() + '{"sentence1": "x"}\n')
-    with pytest.raises(EvalInputError, match=r"bad\.jsonl:2: 'sentence2' must be a string"):
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: 'sentence2' must be a string"):
         sts_dev_evaluator(bad)

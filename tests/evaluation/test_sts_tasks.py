@@ -12,7 +12,8 @@ import pytest
 from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
-from distillcse_st.evaluation import STS7, EvalInputError, evaluate_sts, format_table, read_sts_jsonl, resolve_tasks
+from distillcse_st.errors import InputError
+from distillcse_st.evaluation import STS7, evaluate_sts, format_table, read_sts_jsonl, resolve_tasks
 from tests.evaluation.conftest import PAIRS, write_jsonl
 
 
@@ -48,16 +49,16 @@ def test_read_jsonl_and_gz(tmp_path: Path) -> None:
 def test_malformed_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", PAIRS[:2])
     path.write_text(path.read_text() + line + "\n", encoding="utf-8")
-    with pytest.raises(EvalInputError, match=message) as error:
+    with pytest.raises(InputError, match=message) as error:
         read_sts_jsonl(path)
     assert f"{path}:3:" in str(error.value)
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
-    with pytest.raises(EvalInputError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         read_sts_jsonl(tmp_path / "nope.jsonl")
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(EvalInputError, match="no sentence pairs"):
+    with pytest.raises(InputError, match="no sentence pairs"):
         read_sts_jsonl(tmp_path / "empty.jsonl")
 
 
@@ -75,17 +76,17 @@ def test_sts7_tasks_keep_mteb_metadata(tmp_path: Path) -> None:
 
 
 def test_resolution_errors(sts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(EvalInputError, match="unknown task 'STS99'"):
+    with pytest.raises(InputError, match="unknown task 'STS99'"):
         resolve_tasks("STS12,STS99", sts_dir)
-    with pytest.raises(EvalInputError, match="not an STS task"):
+    with pytest.raises(InputError, match="not an STS task"):
         resolve_tasks("Banking77Classification", sts_dir)
-    with pytest.raises(EvalInputError, match=r"STS13: data file not found: .*STS13\.jsonl"):
+    with pytest.raises(InputError, match=r"STS13: data file not found: .*STS13\.jsonl"):
         resolve_tasks("STS13", sts_dir)
-    with pytest.raises(EvalInputError, match="STS data directory not found"):
+    with pytest.raises(InputError, match="STS data directory not found"):
         resolve_tasks("STS12", tmp_path / "missing")
     monkeypatch.delenv("DISTILLCSE_STS_DIR", raising=False)
     monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
-    with pytest.raises(EvalInputError, match="hub is offline"):
+    with pytest.raises(InputError, match="hub is offline"):
         resolve_tasks("STS12")
     monkeypatch.setenv("DISTILLCSE_STS_DIR", str(sts_dir))
     assert [task.metadata.name for task in resolve_tasks("STS12")] == ["STS12"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
+from distillcse_st.errors import InputError
 from distillcse_st.training.corpus import load_corpus
-from distillcse_st.training.errors import TrainingInputError
 
 LINES = ["First sentence.", "", "Second sentence.", "  ", "First sentence.", "Third one."]
 EXPECTED = ["First sentence.", "Second sentence.", "Third one."]
@@ -56,5 +56,5 @@ def test_errors(tmp_path: Path, name: str, content: bytes | None, message: str) 
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(TrainingInputError, match=message):
+    with pytest.raises(InputError, match=message):
         load_corpus(path)

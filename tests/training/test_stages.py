@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,8 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from distillcse_st.training.errors import TrainingInputError
+from distillcse_st.errors import InputError
+from distillcse_st.training.corpus import load_corpus
 from distillcse_st.training.outputs import read_json
 from distillcse_st.training.stages import train_distill, train_simcse
 from tests.helpers import CORPUS, load
@@ -56,14 +59,45 @@ def test_interrupted_run_resumes_to_the_same_result(
         torch.testing.assert_close(load(tmp_path / "resumed").state_dict()[name], value, rtol=0, atol=1e-6)
 
 
-def test_stage_outputs_and_model_card(tiny_teacher_dir: Path, reference: Path) -> None:
+def test_stage_outputs(tiny_teacher_dir: Path, reference: Path) -> None:
     stage = read_json(reference / "stage.json")
     assert stage["config"]["teachers"] == [str(tiny_teacher_dir.resolve())]
     assert stage["steps"] == 6 and stage["best_checkpoint"].startswith("checkpoint-")
     assert sorted(path.name for path in reference.iterdir() if path.is_dir()) == ["1_Pooling"]
-    card = (reference / "README.md").read_text(encoding="utf-8")
-    assert "GroupPDistillLoss" in card and "DistillCSE" in card and "xu2023distillcse" in card
-    assert f"teachers: {tiny_teacher_dir.resolve()}" in card
+
+
+BASE_CARD = """---
+language: de
+license: mit
+---
+
+# tiny-bert
+"""
+
+
+def test_saved_model_keeps_its_base_length_and_card_names_no_path(
+    tiny_model_dir: Path, tiny_teacher_dir: Path, dev_file: Path, corpus_file: Path, tmp_path: Path
+) -> None:
+    base = load(tiny_model_dir)
+    base.max_seq_length = 48
+    base.save(str(tmp_path / "base"))
+    (tmp_path / "base" / "README.md").write_text(BASE_CARD, encoding="utf-8")
+    corpus = load_corpus(corpus_file)
+    options = {**FAST_TRAINING, "max_steps": 2}
+    output = tmp_path / "student"
+    train_distill(tmp_path / "base", [tiny_teacher_dir], corpus, output, training_options=options, dev_file=dev_file,
+                  max_seq_length=16)
+    stage = read_json(output / "stage.json")
+    assert stage["config"]["max_seq_length"] == 16 and stage["saved_max_seq_length"] == 48
+    assert load(output).max_seq_length == 48
+
+    card = (output / "README.md").read_text(encoding="utf-8")
+    for local in (str(tmp_path.parent.parent), str(tiny_teacher_dir.parent), sys.prefix, str(Path.home())):
+        assert local not in card
+    assert not re.search(r"(^|[\s'\"(=])/\w+/", card, re.MULTILINE)  # no absolute path of any kind
+    assert "# DistillCSE student of tiny-bert, teacher: model" in card  # the base's title, the teacher's dir name
+    assert "license: mit" in card and "- de" in card and f"#### {corpus_file.name}" in card
+    assert "GroupPDistillLoss" in card and "xu2023distillcse" in card
 
 
 def test_output_of_another_run_is_refused(tiny_model_dir: Path, dev_file: Path, tmp_path: Path) -> None:
@@ -79,15 +113,15 @@ def test_output_of_another_run_is_refused(tiny_model_dir: Path, dev_file: Path, 
             callbacks=[Interrupt(1)],
         )
     other = {**options, "seed": 7}
-    with pytest.raises(TrainingInputError, match="holds another run"):
+    with pytest.raises(InputError, match="holds another run"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
     train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file, overwrite=True)
-    with pytest.raises(TrainingInputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=other, dev_file=dev_file)
 
 
 def test_corpus_smaller_than_a_batch(tiny_model_dir: Path, dev_file: Path, tmp_path: Path) -> None:
     corpus = Dataset.from_dict({"text": CORPUS[:5]})
-    with pytest.raises(TrainingInputError, match="fewer than one batch"):
+    with pytest.raises(InputError, match="fewer than one batch"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=FAST_TRAINING, dev_file=dev_file)
     assert not (tmp_path / "out.partial").exists()

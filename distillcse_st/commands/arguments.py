@@ -8,15 +8,11 @@ the keyword arguments of the DistillCSE losses.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from distillcse_st.cli import UserError
+from distillcse_st.errors import InputError
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS
-from distillcse_st.training.errors import TrainingInputError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -114,7 +110,8 @@ def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> No
         type=int,
         default=defaults["max_seq_length"],
         metavar="N",
-        help="truncate sentences to N tokens, student and precomputed teachers (default: %(default)s)",
+        help="train with sentences truncated to N tokens, student and precomputed teachers; the saved model "
+        "keeps its base's maximum length (default: %(default)s)",
     )
     group.add_argument(
         "--dev-file",
@@ -140,7 +137,7 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.training_args:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--training-arg wants KEY=VALUE, got {item!r}")
+            raise InputError(f"--training-arg wants KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = _json_or_string(value)
     return options
 
@@ -237,25 +234,3 @@ def loss_options(args: argparse.Namespace) -> dict[str, Any]:
     elif "group_size" in options:
         del options["group_size"]
     return options
-
-
-def setup_logging() -> None:
-    """Show this package's progress messages (INFO) and only warnings from other libraries."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("distillcse_st").setLevel(logging.INFO)
-
-
-def training_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Decorate a command's ``run``: progress logging on, input errors as one-line ``UserError``."""
-
-    @functools.wraps(run)
-    def wrapped(args: argparse.Namespace) -> int:
-        from distillcse_st.evaluation.sts_tasks import EvalInputError
-
-        setup_logging()
-        try:
-            return run(args)
-        except (TrainingInputError, EvalInputError) as error:
-            raise UserError(str(error)) from None
-
-    return wrapped
