@@ -125,7 +125,7 @@ def train(
                    "disable_tqdm": True}
         start(model_dir, config, overwrite=False)
         run_stage(model, Dataset.from_dict(data), loss, training_arguments(model_dir, options), dev_evaluator(),
-                  model_dir, config)
+                  model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
     record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "seed", "lr")},
