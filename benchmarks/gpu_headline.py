@@ -291,13 +291,10 @@ class Runner:
                        "train_seconds": time.perf_counter() - start}
 
     def run(self, job: Job, lr: float | None) -> dict[str, Any]:
-        from quality_rows import TASKS
+        from quality_rows import EVAL_MODELS, TASKS
 
         if lr is None:
-            factory = {("A", "initial-student"): "pruned-minilm", ("A", "teacher"): "minilm",
-                       ("C", "initial-student"): "minilm", ("C", "teacher"): "mpnet",
-                       ("B", "initial-student"): "pruned-minilm"}[job.table, job.row]
-            model, record = self.load(factory), {}
+            model, record = self.load(EVAL_MODELS[job.table, job.row]), {}
             record["best_dev"] = self.dev(model)
         else:
             model, record = self.train(job, lr)

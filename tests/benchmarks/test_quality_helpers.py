@@ -148,3 +148,10 @@ def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_s
         assert sorted(swept) == sorted(quality_rows.SWEEP_ROWS[table])
     b_sweeps = [rows for step, rows, _ in quality.QUEUE["B"] if step == "sweep"]
     assert b_sweeps[0] == ("simcse",)
+
+
+def test_every_untrained_row_names_its_model_except_the_report_only_one():
+    untrained = {(table, row) for table, rows in quality_rows.ROWS.items() for row, spec in rows.items()
+                 if spec.loss is None}
+    assert untrained - set(quality_rows.EVAL_MODELS) == {("A", "group-p+embed-distill")}
+    assert set(quality_rows.EVAL_MODELS.values()) == set(quality_runner.MODELS)
