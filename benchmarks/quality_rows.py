@@ -36,15 +36,7 @@ TABLE_P = 0.1  # Group-P's p of every row that does not name another
 LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
 LR_GRID = (2e-4, 4e-4, 8e-4, 1.6e-3)  # extended by x2 / /2 while a row's best lr sits at the grid's edge
 P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shuffle, no ranking left
-P_EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the first 3 layers of minilm)
-    ("A", "initial-student"): "pruned-minilm",
-    ("A", "teacher"): "minilm",
-    ("B", "initial-student"): "pruned-minilm",
-    ("C", "initial-student"): "minilm",
-    ("C", "teacher"): "mpnet",
-    ("D", "initial-student"): "minilm",
-}
-SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
+P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 
 PAPER = {  # DistillCSE paper, BERT-base, STS avg of the seven tasks (docs/method.md), keyed by table B's rows
@@ -156,6 +148,14 @@ ROWS: dict[str, dict[str, Row]] = {
         "simcse": Row("SimCSE from the start model", "simcse", None),
         "group-p-self": Row("SimCSE + Group-P p=0.5, the start model as its own teacher", "kd", 0.5, "simcse"),
     },
+}
+EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the first 3 layers of minilm)
+    ("A", "initial-student"): "pruned-minilm",
+    ("A", "teacher"): "minilm",
+    ("B", "initial-student"): "pruned-minilm",
+    ("C", "initial-student"): "minilm",
+    ("C", "teacher"): "mpnet",
+    ("D", "initial-student"): "minilm",
 }
 SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other row borrows one's (Row.lr_row)
     "A": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
