@@ -40,7 +40,7 @@ from typing import Any
 
 BENCHMARKS = Path(__file__).resolve().parent
 BUNDLE = BENCHMARKS / "cache" / "gpu_bundle"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path[:0] = [str(BENCHMARKS), str(BENCHMARKS.parent)]  # the package from this checkout: the GPU machine lacks it
 
 STS_FILES = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "STSBenchmark-dev", "STSBenchmark-train",
              "SICK-R", "SICK-R-test")
@@ -59,14 +59,16 @@ class Job:
 
 # The lrs: table A's from the STS-B dev sweeps at 150 steps (4e-4 the best interior point of both families
 # then); table B's SimCSE and Group-P at 1e-4 (SimCSE's sweep: within 0.3 of its best); overridden by the
-# 1,000-step sweep where one has chosen (``--lr-sweep``).
+# 1,000-step sweep where one has chosen (``--lr-sweep``). Table B's Group-P runs at the best p of the
+# 150-step p sweep on STS-B dev (0.5).
+P_SWEEP_RUNS = BENCHMARKS / "results" / "quality_runs-steps150-K2"
 QUEUE: tuple[Job, ...] = (
     Job("A", "initial-student", None),
     Job("A", "teacher", None),
     Job("A", "embed-distill+group-p", 0, 4e-4),
     Job("A", "embed-distill-cosine", 0, 4e-4),
     Job("B", "simcse", 0, 1e-4),
-    Job("B", "group-p-p0.5", 0, 1e-4),
+    Job("B", "group-p-devp", 0, 1e-4),
     Job("C", "embed-distill+group-p", 0, 4e-4),
     Job("C", "embed-distill-cosine", 0, 4e-4),
     Job("A", "embed-distill+vanilla-kd", 0, 4e-4),
@@ -75,7 +77,7 @@ QUEUE: tuple[Job, ...] = (
     Job("A", "embed-distill+group-p", 1, 4e-4),
     Job("A", "embed-distill-cosine", 1, 4e-4),
     Job("B", "simcse", 1, 1e-4),
-    Job("B", "group-p-p0.5", 1, 1e-4),
+    Job("B", "group-p-devp", 1, 1e-4),
     Job("A", "mse", 0, 4e-4),
 )
 
@@ -119,14 +121,19 @@ def chosen_lrs(sweep_file: Path | None) -> dict[str, float]:
     return {row: lr for row, lr in json.loads(sweep_file.read_text()).get("best_lr", {}).items() if lr}
 
 
+def job_spec(job: Job):
+    """(base row, Row, K, group_p) of a job; ``-devp`` rows take the 150-step p sweep's best p on STS-B dev."""
+    from quality_rows import read_best_p, row_spec
+
+    return row_spec(job.table, job.row, 2, read_best_p(P_SWEEP_RUNS, job.table))
+
+
 def job_lr(job: Job, lrs: dict[str, float]) -> tuple[float | None, str]:
     """The lr of a job and where it came from: the 1,000-step dev sweep of its family if it chose, else QUEUE's."""
-    from quality_rows import ROWS, split_p
-
     if job.lr is None:
         return None, "untrained"
-    base = split_p(job.row)[0]
-    family = ROWS[job.table][base].lr_row or base
+    base, spec, _, _ = job_spec(job)
+    family = spec.lr_row or base
     if job.table == "A" and family in lrs:
         return lrs[family], f"STS-B dev sweep at 1,000 steps ({family})"
     return job.lr, "fixed (see QUEUE)"
@@ -214,9 +221,7 @@ class Runner:
 
     def setup(self, job: Job):
         """(student, labels or None) of a job."""
-        from quality_rows import split_p
-
-        base = split_p(job.row)[0]
+        base = job_spec(job)[0]
         if job.table == "A":
             return self.load("pruned-minilm"), self.teacher_labels("A", "minilm", lambda: self.load("minilm"))
         if job.table == "C":
@@ -250,12 +255,12 @@ class Runner:
         """The plain training loop: AdamW, linear decay, bf16 forward passes on CUDA, best dev state kept."""
         import torch
         from common import set_seed
-        from quality_rows import build_loss, row_spec
+        from quality_rows import build_loss
         from sentence_transformers.util import batch_to_device
 
         set_seed(job.seed)
         model, labels = self.setup(job)
-        _, spec, _, group_p = row_spec(job.table, job.row, self.settings.K)
+        _, spec, _, group_p = job_spec(job)
         loss = build_loss(spec.loss, model, group_p, None if labels is None else labels.shape[1]).to(self.device)
         bf16_forward(model)
         texts = self.texts(job.table)
@@ -286,13 +291,10 @@ class Runner:
                        "train_seconds": time.perf_counter() - start}
 
     def run(self, job: Job, lr: float | None) -> dict[str, Any]:
-        from quality_rows import TASKS
+        from quality_rows import EVAL_MODELS, TASKS
 
         if lr is None:
-            factory = {("A", "initial-student"): "pruned-minilm", ("A", "teacher"): "minilm",
-                       ("C", "initial-student"): "minilm", ("C", "teacher"): "mpnet",
-                       ("B", "initial-student"): "pruned-minilm"}[job.table, job.row]
-            model, record = self.load(factory), {}
+            model, record = self.load(EVAL_MODELS[job.table, job.row]), {}
             record["best_dev"] = self.dev(model)
         else:
             model, record = self.train(job, lr)
@@ -311,10 +313,10 @@ def markdown(result: dict[str, Any]) -> str:
              "each task's test file (ST's EmbeddingSimilarityEvaluator), max length 256; one seed per line.", "",
              "| table | row | seed | lr | avg | STS-B dev | tasks |", "|---|---|---|---|---|---|---|"]
     for run in result["runs"]:
-        label = ROWS[run["table"]].get(run["row"].removesuffix("-p0.5"))
-        lines.append(f"| {run['table']} | {run['row']} ({label.label if label else ''}) | {run['seed']} | "
-                     f"{run['lr'] or ''} | {run['average']:.2f} | {run['best_dev']:.2f} | "
-                     + ", ".join(f"{t} {s:.2f}" for t, s in run["scores"].items()) + " |")
+        seed = "" if run["seed"] is None else run["seed"]
+        tasks = ", ".join(f"{task} {score:.2f}" for task, score in run["scores"].items())
+        lines.append(f"| {run['table']} | {ROWS[run['table']][run['row']].label} | {seed} | {run['lr'] or ''} | "
+                     f"{run['average']:.2f} | {run['best_dev']:.2f} | {tasks} |")
     lines += ["", "Skipped: " + ("; ".join(f"{s['table']}/{s['row']} seed {s['seed']}: {s['reason']}"
                                            for s in result["skipped"]) or "none") + ".", ""]
     return "\n".join(lines)

@@ -52,7 +52,8 @@ QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (ste
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", ("embed-distill+group-p", "embed-distill-cosine", "group-p-no-contrastive", "multi-teacher"),
            (0, 1, 2))],
-    "B": [("sweep", SWEEP_ROWS["B"], ()),
+    "B": [("sweep", ("simcse",), ()),  # first: the distilled rows' SimCSE teachers train at its lr
+          ("sweep", ("group-p",), ()),
           ("p-sweep", (), ()),
           ("eval", ("initial-student",), ()),
           ("rows", ("simcse", "distillcse-devp", "group-p-devp", "vanilla-kd"), (0, 1, 2))],
@@ -129,7 +130,9 @@ def main() -> int:
                                                                           "trained row"})
         if args.sweep:
             for table in tables:
-                sweep(settings, table, SWEEP_ROWS[table])
+                for step, rows, _ in QUEUE[table]:
+                    if step == "sweep":
+                        sweep(settings, table, rows)
         elif args.p_sweep:
             for table in tables:
                 p_sweep(settings, table)

@@ -149,6 +149,14 @@ ROWS: dict[str, dict[str, Row]] = {
         "group-p-self": Row("SimCSE + Group-P p=0.5, the start model as its own teacher", "kd", 0.5, "simcse"),
     },
 }
+EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the first 3 layers of minilm)
+    ("A", "initial-student"): "pruned-minilm",
+    ("A", "teacher"): "minilm",
+    ("B", "initial-student"): "pruned-minilm",
+    ("C", "initial-student"): "minilm",
+    ("C", "teacher"): "mpnet",
+    ("D", "initial-student"): "minilm",
+}
 SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other row borrows one's (Row.lr_row)
     "A": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
     "B": ("simcse", "group-p"),

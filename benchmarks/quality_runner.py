@@ -31,6 +31,7 @@ from common import (
 )
 from quality_rows import (
     EVAL_MAX_SEQ_LENGTH,
+    EVAL_MODELS,
     LR_GRID,
     P_SWEEP,
     P_SWEEP_ROWS,
@@ -125,7 +126,7 @@ def train(
                    "disable_tqdm": True}
         start(model_dir, config, overwrite=False)
         run_stage(model, Dataset.from_dict(data), loss, training_arguments(model_dir, options), dev_evaluator(),
-                  model_dir, config)
+                  model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
     record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "seed", "lr")},
@@ -192,25 +193,23 @@ def write_run(settings: Settings, table: str, row: str, seed: int | None, scores
                 {k: round(v, 2) for k, v in scores.items()})
 
 
-EVAL_ONLY: dict[tuple[str, str], tuple[str, Callable[[], Any]]] = {  # (table, row) -> (score cache key, model)
-    ("A", "initial-student"): ("pruned-minilm", pruned_student),
-    ("A", "teacher"): ("all-minilm-l6-v2", load_teacher),
-    ("B", "initial-student"): ("pruned-minilm", pruned_student),
-    ("C", "initial-student"): ("all-minilm-l6-v2", load_teacher),
-    ("C", "teacher"): ("all-mpnet-base-v2", load_mpnet),
-    ("D", "initial-student"): ("all-minilm-l6-v2", load_teacher),
-}
+def minilm_student():
+    """The full all-MiniLM-L6-v2 at the training max length: table C and D's student, table A's teacher."""
+    return load_teacher(MAX_SEQ_LENGTH)
+
+
+MODELS: dict[str, Callable[[], Any]] = {"pruned-minilm": pruned_student, "minilm": minilm_student,
+                                        "mpnet": lambda: load_mpnet(MAX_SEQ_LENGTH)}
 
 
 def eval_only(settings: Settings, table: str, row: str) -> None:
     """An untrained row: its model scored once per task list (cached across benchmarks), dev at max length 32."""
     if is_done(settings, table, row, None):
         return
-    key, factory = EVAL_ONLY[table, row]
+    key = EVAL_MODELS[table, row]
     path = CACHE / "scores" / f"{key}-{'-'.join(TASKS[table])}.json"
     if not path.is_file():
-        model = factory()
-        model.max_seq_length = settings.max_seq_length
+        model = MODELS[key]()
         dev = dev_score(model)
         write_json(path, {"dev": dev, "scores": final_scores(model, TASKS[table])})
     cached = read_json(path)
@@ -218,11 +217,6 @@ def eval_only(settings: Settings, table: str, row: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- rows
-
-
-def minilm_student():
-    """The full all-MiniLM-L6-v2 at the training max length: table C and D's student, table A's teacher."""
-    return load_teacher(MAX_SEQ_LENGTH)
 
 
 def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[list[str], np.ndarray | None,
@@ -233,7 +227,7 @@ def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[li
         minilm = teacher_embeddings(TEACHER_EMBEDDINGS / "wiki-all-minilm-l6-v2.npy", texts, minilm_student)
         needs_mpnet = table == "C" or base == "multi-teacher"
         mpnet = teacher_embeddings(TEACHER_EMBEDDINGS / "wiki-all-mpnet-base-v2.npy", texts,
-                                   lambda: load_mpnet(MAX_SEQ_LENGTH)) if needs_mpnet else None
+                                   MODELS["mpnet"]) if needs_mpnet else None
         if base == "multi-teacher":
             return texts, stacked([minilm, mpnet]), pruned_student if table == "A" else minilm_student, {
                 "components": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"], "weights": [0.5, 0.5]}

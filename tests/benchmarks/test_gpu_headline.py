@@ -42,7 +42,8 @@ def test_lrs_come_from_the_dev_sweep_where_it_chose(tmp_path):
 
 def test_every_queued_job_is_a_row_of_its_table_and_b_teachers_come_first():
     for job in gpu_headline.QUEUE:
-        quality_rows.row_spec(job.table, job.row, 2)
+        assert job.row in quality_rows.ROWS[job.table]
+        gpu_headline.job_spec(job)
         assert (job.lr is None) == (job.seed is None)
     rows = [(job.table, job.row) for job in gpu_headline.QUEUE]
-    assert rows.index(("B", "simcse")) < rows.index(("B", "group-p-p0.5"))
+    assert rows.index(("B", "simcse")) < rows.index(("B", "group-p-devp"))

@@ -138,3 +138,20 @@ def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end):
     assert (grid[0], grid[-1]) == pytest.approx(grid_end)
     best = quality_runner.interior_best(devs)
     assert best == ("0.0004" if grid_end == (2e-4, 1.6e-3) and devs else None)
+
+
+def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
+    import quality
+
+    for table, queue in quality.QUEUE.items():
+        swept = [row for step, rows, _ in queue if step == "sweep" for row in rows]
+        assert sorted(swept) == sorted(quality_rows.SWEEP_ROWS[table])
+    b_sweeps = [rows for step, rows, _ in quality.QUEUE["B"] if step == "sweep"]
+    assert b_sweeps[0] == ("simcse",)
+
+
+def test_every_untrained_row_names_its_model_except_the_report_only_one():
+    untrained = {(table, row) for table, rows in quality_rows.ROWS.items() for row, spec in rows.items()
+                 if spec.loss is None}
+    assert untrained - set(quality_rows.EVAL_MODELS) == {("A", "group-p+embed-distill")}
+    assert set(quality_rows.EVAL_MODELS.values()) == set(quality_runner.MODELS)
