@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -88,3 +88,12 @@ def build_tiny_model(
 
 def load(path: Path) -> SentenceTransformer:
     return SentenceTransformer(str(path), device="cpu")
+
+
+def training_args(tmp_path: Path, **kwargs) -> SentenceTransformerTrainingArguments:
+    """Trainer arguments for a few quick steps of a tiny model (batches of 4, no saving, no reporting)."""
+    defaults = {
+        "output_dir": str(tmp_path / "run"), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
+        "learning_rate": 1e-3, "report_to": [], "save_strategy": "no", "seed": 0, "disable_tqdm": True,
+    }
+    return SentenceTransformerTrainingArguments(**{**defaults, **kwargs})

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,6 @@ from sentence_transformers import (
     InputExample,
     SentenceTransformer,
     SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
 )
 from sentence_transformers.sentence_transformer.losses import (
     AdaptiveLayerLoss,
@@ -46,7 +44,7 @@ from transformers import set_seed
 import distillcse_st
 from distillcse_st import GroupPDistillLoss, add_teacher_embeddings
 from distillcse_st.losses import InBatchDistillLoss
-from tests.helpers import load
+from tests.helpers import load, training_args
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 DIMS = [32, 16, 8]
@@ -55,29 +53,6 @@ COLUMNS = {"pairs": ["anchor", "positive"], "triplets": ["anchor", "positive", "
 
 
 # --------------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread for these tiny models: two threads on a shared 2-core machine mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def shared_vocab_teacher(tiny_model_dir: Path) -> SentenceTransformer:
-    """A teacher with the student's very tokenizer (it gets the student's tokens, no re-tokenization), other weights.
-
-    (conftest's ``teacher`` trains its own WordPiece vocabulary, whose ids differ from the student's.)
-    """
-    model = load(tiny_model_dir)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
-    return model
-
 
 @pytest.fixture
 def columns_data(corpus) -> dict[str, list[str]]:
@@ -137,14 +112,6 @@ def assert_same(result, expected, tol=TOL) -> None:
         # Relative to the gradient's scale: elements near 0 sum terms as large as the largest, in another order.
         atol = tol["atol"] * max(1.0, grad.abs().max().item())
         torch.testing.assert_close(grads[name], grad, rtol=tol["rtol"], atol=atol)
-
-
-def training_args(tmp_path: Path, **kwargs) -> SentenceTransformerTrainingArguments:
-    defaults = {
-        "output_dir": str(tmp_path / "run"), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
-        "learning_rate": 1e-3, "report_to": [], "save_strategy": "no", "seed": 0, "disable_tqdm": True,
-    }
-    return SentenceTransformerTrainingArguments(**{**defaults, **kwargs})
 
 
 # ------------------------------------------------------------------------------------------- the values

@@ -20,7 +20,6 @@ The student is the tiny BERT of ``tests/conftest.py``; loaded models have their 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +29,6 @@ from sentence_transformers import (
     InputExample,
     SentenceTransformer,
     SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
 )
 from sentence_transformers.base.modules import Router
 from sentence_transformers.sentence_transformer.losses import (
@@ -51,36 +49,13 @@ from distillcse_st import (
     add_teacher_embeddings,
 )
 from distillcse_st.similarity import in_batch_distillation_loss, simcse_contrastive_loss, weighted_similarity
-from tests.helpers import load
+from tests.helpers import load, training_args
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 DIMS = [32, 16, 8]  # the student's own dimension first, as ST recommends
 
 
 # -------------------------------------------------------------------------------------- fixtures, helpers
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread for these tiny models: two threads on a shared 2-core machine mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def shared_vocab_teacher(tiny_model_dir: Path) -> SentenceTransformer:
-    """A teacher with the student's very tokenizer (given the student's tokens as they are), other weights.
-
-    (conftest's ``teacher`` trains its own WordPiece vocabulary, so it re-tokenizes decoded texts.)
-    """
-    model = load(tiny_model_dir)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
-    return model
 
 
 def teacher_labels(teacher: SentenceTransformer, texts: list[str], **kwargs) -> torch.Tensor:
@@ -121,14 +96,6 @@ def grads_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def static_model(tokenizer, seed: int, dim: int = 32) -> StaticEmbedding:
     torch.manual_seed(seed)
     return StaticEmbedding(tokenizer, embedding_dim=dim)
-
-
-def training_args(tmp_path: Path, **kwargs) -> SentenceTransformerTrainingArguments:
-    defaults = {
-        "output_dir": str(tmp_path / "run"), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
-        "learning_rate": 1e-3, "report_to": [], "save_strategy": "no", "seed": 0, "disable_tqdm": True,
-    }
-    return SentenceTransformerTrainingArguments(**{**defaults, **kwargs})
 
 
 def first_batch(trainer: SentenceTransformerTrainer):
