@@ -186,8 +186,7 @@ class InBatchDistillLoss(InBatchDistillation):
         self.uses_gradient_cache = uses_gradient_cache(loss)
         if self.uses_gradient_cache:
             cached = _innermost_cached_loss(loss)
-            base_calculate_loss = cached.calculate_loss
-            self._base_calculate_loss: Callable[..., Tensor] = base_calculate_loss
+            self._base_calculate_loss: Callable[..., Tensor] = cached.calculate_loss
             # Late-bound, so that a wrapper decorating this loss's calculate_loss (MatryoshkaLoss) is honoured.
             cached.calculate_loss = lambda *args, **kwargs: self.calculate_loss(*args, **kwargs)
 
