@@ -19,9 +19,7 @@ from distillcse_st.losses.distillation import (
     batch_memo,
     check_non_negative,
     check_positive,
-    memo_labels_match,
     model_inputs,
-    untruncated_labels,
 )
 from distillcse_st.similarity import Divergence, duplicate_mask, simcse_contrastive_loss, similarity_from_stacked
 from distillcse_st.teachers import check_stacked_labels
@@ -129,17 +127,12 @@ class DistillCSELoss(InBatchDistillation):
             )
 
     def batch_targets(self, features: dict[str, Tensor], labels: Tensor | None) -> BatchTargets:
-        """The batch's teacher similarity and duplicate ids, computed on the first call for this batch.
-
-        ST's wrappers call the loss again on the same batch (once per Matryoshka dimension or per layer);
-        those calls reuse the first call's targets, also when MatryoshkaLoss hands them truncated labels.
-        """
-        memo = batch_memo(features, self)
-        if "targets" not in memo or not memo_labels_match(memo["labels"], labels):
-            whole = labels if self.teachers is not None else untruncated_labels(self._student, labels)
-            memo["targets"] = BatchTargets(self.teacher_similarity(features, whole), self.duplicate_ids(features))
-            memo["labels"] = whole
-        return memo["targets"]
+        """The batch's teacher similarity and duplicate ids, computed once per batch (see ``once_per_batch``)."""
+        return self.once_per_batch(
+            features,
+            labels,
+            lambda whole: BatchTargets(self.teacher_similarity(features, whole), self.duplicate_ids(features)),
+        )
 
     def teacher_similarity(self, features: dict[str, Tensor], labels: Tensor | None) -> Tensor | None:
         """The teacher similarity: teacher rows (live, or precomputed labels), gathered, then one matmul.

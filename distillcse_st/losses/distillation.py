@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses.adaptive_layer import TransformerDecorator
@@ -33,6 +33,7 @@ from distillcse_st.teachers import TeacherEnsemble
 logger = logging.getLogger(__name__)
 
 MEMO_KEY = "distillcse_batch_memo"
+T = TypeVar("T")
 
 DISTILLCSE_CITATION = """
 @inproceedings{xu2023distillcse,
@@ -211,6 +212,22 @@ class InBatchDistillation(nn.Module):
 
         self._check_until_passed("live", check)
         return rows
+
+    def once_per_batch(
+        self, features: dict[str, Any], labels: Tensor | None, compute: Callable[[Tensor | None], T]
+    ) -> T:
+        """``compute(labels)`` on the first call for this batch; later calls on it get the same result.
+
+        ST's wrappers call the loss again on the same batch (once per Matryoshka dimension or per layer);
+        they reuse the first call's result, also when MatryoshkaLoss hands them truncated labels, and
+        precomputed labels it truncated before the first call are read back whole (:func:`untruncated_labels`).
+        """
+        memo = batch_memo(features, self)
+        if "targets" not in memo or not memo_labels_match(memo["labels"], labels):
+            whole = labels if self.teachers is not None else untruncated_labels(self._student, labels)
+            memo["targets"] = compute(whole)
+            memo["labels"] = whole
+        return memo["targets"]
 
     def gathered(self, rows: Tensor) -> Tensor:
         """``rows`` of the whole global batch when gathering across processes, else ``rows``."""

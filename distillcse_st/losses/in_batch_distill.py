@@ -17,10 +17,8 @@ from distillcse_st.losses.distillation import (
     DISTILLCSE_CITATION,
     InBatchDistillation,
     batch_memo,
-    memo_labels_match,
     model_inputs,
     refuse_adaptive_layer_around_cache,
-    untruncated_labels,
 )
 from distillcse_st.similarity import Divergence, duplicate_mask, similarity_from_stacked
 
@@ -231,15 +229,14 @@ class InBatchDistillLoss(InBatchDistillation):
         return loss + term
 
     def batch_teacher_similarity(self, sentence_features: list[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
-        """The anchors x candidates teacher similarity of the batch, computed on the first call for the batch."""
-        memo = batch_memo(sentence_features[0], self)
-        if "teacher_similarity" not in memo or not memo_labels_match(memo["labels"], labels):
-            whole = labels if self.teachers is not None else untruncated_labels(self._student, labels)
+        """The anchors x candidates teacher similarity of the batch, computed once per batch."""
+
+        def compute(whole: Tensor | None) -> Tensor:
             rows = [F.normalize(column.float(), dim=-1) for column in self.teacher_rows(sentence_features, whole)]
             candidates = [self.gathered(column) for column in (rows[1:] or rows)]
-            memo["teacher_similarity"] = similarity_from_stacked(rows[0], torch.cat(candidates))
-            memo["labels"] = whole
-        return memo["teacher_similarity"]
+            return similarity_from_stacked(rows[0], torch.cat(candidates))
+
+        return self.once_per_batch(sentence_features[0], labels, compute)
 
     def teacher_rows(self, sentence_features: list[dict[str, Tensor]], labels: Tensor | None) -> list[Tensor]:
         """One ``(B, width)`` tensor of teacher rows per column: live teachers, or the ``label`` column."""
