@@ -45,9 +45,10 @@ QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (ste
     "A": [("sweep", ("embed-distill-cosine", "embed-distill+group-p"), ()),
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", A_ROWS[:4], (0,)),
+          ("rows", A_ROWS[:2], (1, 2)),  # the baseline and the stacked row: the target compares these two
           ("sweep", ("group-p-no-contrastive",), ()),
           ("rows", A_ROWS[4:], (0,)),
-          ("rows", A_ROWS, (1, 2))],
+          ("rows", A_ROWS[2:], (1, 2))],
     "C": [("sweep", SWEEP_ROWS["C"], ()),
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", ("embed-distill+group-p", "embed-distill-cosine", "group-p-no-contrastive", "multi-teacher"),

@@ -125,19 +125,19 @@ def test_every_trained_row_takes_its_lr_from_a_swept_row():
 
 
 @pytest.mark.parametrize(
-    ("devs", "grid_end"),
+    ("devs", "grid_end", "best"),
     [
-        ({}, (2e-4, 1.6e-3)),
-        ({"0.0002": 70, "0.0004": 72, "0.0008": 74, "0.0016": 75}, (2e-4, 3.2e-3)),  # best at the top: extend
-        ({"0.0002": 76, "0.0004": 72, "0.0008": 71, "0.0016": 70}, (1e-4, 1.6e-3)),  # best at the bottom
-        ({"0.0002": 70, "0.0004": 74, "0.0008": 72, "0.0016": 71}, (2e-4, 1.6e-3)),  # interior: done
+        ({}, (4e-4, 1.6e-3), None),
+        ({"0.0004": 72, "0.0008": 74, "0.0016": 75}, (4e-4, 3.2e-3), None),  # best at the top: extend
+        ({"0.0004": 76, "0.0008": 72, "0.0016": 71}, (2e-4, 1.6e-3), None),  # best at the bottom
+        ({"0.0004": 70, "0.0008": 74, "0.0016": 71}, (4e-4, 1.6e-3), "0.0008"),  # interior: done
+        ({"0.0002": 70, "0.0004": 74, "0.0008": 72, "0.0016": 71}, (2e-4, 1.6e-3), "0.0004"),  # an extended grid
     ],
 )
-def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end):
+def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end, best):
     grid = quality_runner.lr_grid(devs)
     assert (grid[0], grid[-1]) == pytest.approx(grid_end)
-    best = quality_runner.interior_best(devs)
-    assert best == ("0.0004" if grid_end == (2e-4, 1.6e-3) and devs else None)
+    assert quality_runner.interior_best(devs) == best
 
 
 def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
