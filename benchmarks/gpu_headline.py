@@ -261,7 +261,7 @@ class Runner:
         set_seed(job.seed)
         model, labels = self.setup(job)
         _, spec, _, group_p = job_spec(job)
-        loss = build_loss(spec.loss, model, group_p, None if labels is None else labels.shape[1]).to(self.device)
+        loss = build_loss(spec, model, group_p, None if labels is None else labels.shape[1]).to(self.device)
         bf16_forward(model)
         texts = self.texts(job.table)
         params = list({id(p): p for p in [*model.parameters(), *loss.parameters()]}.values())

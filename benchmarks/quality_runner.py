@@ -38,6 +38,7 @@ from quality_rows import (
     ROWS,
     TABLE_P,
     TASKS,
+    Row,
     Settings,
     build_loss,
     corpus_stsb,
@@ -98,7 +99,7 @@ def train(
     name: str,
     texts: Sequence[str],
     labels: np.ndarray | None,
-    kind: str,
+    spec: Row,
     group_p: float | None,
     seed: int,
     lr: float,
@@ -112,13 +113,14 @@ def train(
 
     model_dir = settings.cache / "models" / name
     shaping = ("steps", "batch_size", "max_seq_length", "eval_steps", "warmup_ratio", "scheduler")
-    config = {"name": name, "loss_kind": kind, "group_p": group_p, "seed": seed, "lr": lr,
+    config = {"name": name, "loss_kind": spec.loss, "group_p": group_p,
+              "distillation_weight": spec.distillation_weight, "seed": seed, "lr": lr,
               "settings": {key: settings.record()[key] for key in shaping}}
     if not (model_dir / STAGE_FILE).is_file():
         set_seed(seed)
         model = init()
         data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
-        loss = build_loss(kind, model, group_p, None if labels is None else labels.shape[1])
+        loss = build_loss(spec, model, group_p, None if labels is None else labels.shape[1])
         options = {"max_steps": settings.steps, "per_device_train_batch_size": settings.batch_size,
                    "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
                    "lr_scheduler_type": settings.scheduler, "eval_steps": settings.eval_steps,
@@ -129,7 +131,7 @@ def train(
                   model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
-    record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "seed", "lr")},
+    record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "distillation_weight", "seed", "lr")},
               "best_dev": stage["dev"], "best_step": int(best.rsplit("-", 1)[1]) if best else stage["steps"],
               "dev_history": stage["history"], "train_seconds": stage["train_runtime"], "model_dir": str(model_dir)}
     logger.info("%s: best dev %.2f at step %d", name, record["best_dev"], record["best_step"])
@@ -279,8 +281,7 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
     base, spec, K, group_p = row_spec(table, row, settings.K, best_p)
     lr = lr or row_lr(settings, table, row)
     texts, labels, init, extra = training_data(settings, table, base, K)
-    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec.loss, group_p, seed, lr,
-                   init)
+    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec, group_p, seed, lr, init)
     if not train_only:
         write_run(settings, table, row, seed, final_scores(load_student(record["model_dir"]), TASKS[table]),
                   {"train": record, **extra})

@@ -155,3 +155,20 @@ def test_every_untrained_row_names_its_model_except_the_report_only_one():
                  if spec.loss is None}
     assert untrained - set(quality_rows.EVAL_MODELS) == {("A", "group-p+embed-distill")}
     assert set(quality_rows.EVAL_MODELS.values()) == set(quality_runner.MODELS)
+
+
+def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    for table, rows in quality_rows.ROWS.items():
+        for name, row in rows.items():
+            if row.loss is None:
+                continue
+            config = quality_rows.build_loss(row, model, row.group_p).get_config_dict()
+            if row.loss in ("mse", "embed-distill", "simcse"):  # no in-batch term, or SimCSE's weight 0
+                assert config.get("distillation_weight", 0.0) == 0.0, (table, name)
+            else:
+                assert config["distillation_weight"] == row.distillation_weight, (table, name)
+    balanced = quality_rows.ROWS["A"]["embed-distill+group-p-balanced"]
+    assert balanced.distillation_weight == 0.05 and balanced.lr_row == "embed-distill-cosine"
