@@ -67,6 +67,7 @@ QUEUE: tuple[Job, ...] = (
     Job("A", "teacher", None),
     Job("A", "embed-distill+group-p", 0, 4e-4),
     Job("A", "embed-distill-cosine", 0, 4e-4),
+    Job("A", "embed-distill+group-p-balanced", 0, 4e-4),
     Job("B", "simcse", 0, 1e-4),
     Job("B", "group-p-devp", 0, 1e-4),
     Job("C", "embed-distill+group-p", 0, 4e-4),
