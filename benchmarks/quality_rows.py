@@ -115,7 +115,8 @@ ROWS: dict[str, dict[str, Row]] = {
         "group-p-no-contrastive": Row("GroupPDistillLoss, group_p=0.1, contrastive_weight=0", "kd-only"),
         # trained by the removed PlusEmbedDistill (SimCSE + Group-P + EmbedDistillLoss); kept for its results
         "group-p+embed-distill": Row("GroupPDistillLoss p=0.1 + EmbedDistillLoss (cosine)"),
-        "embed-distill+group-p": Row("InBatchDistillLoss(EmbedDistillLoss), group_p=0.1", "embed+kd"),
+        "embed-distill+group-p": Row("InBatchDistillLoss(EmbedDistillLoss), group_p=0.1, distillation_weight=1",
+                                     "embed+kd"),
         "embed-distill+vanilla-kd": Row("InBatchDistillLoss(EmbedDistillLoss), group_p=None (vanilla KD)",
                                         "embed+kd", None, "embed-distill+group-p"),
         # at lambda = 1 the in-batch term's gradient is ~20x EmbedDistillLoss's at the start of training

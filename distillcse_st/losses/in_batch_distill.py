@@ -133,6 +133,11 @@ class InBatchDistillLoss(InBatchDistillation):
             - Tune ``group_p`` on a dev set (0.1 to 0.5 worked in our benchmarks) and keep batches of 64 or more:
               the distribution runs over the in-batch candidates.
             - Use ``BatchSamplers.NO_DUPLICATES`` with pair data, as for the base loss.
+            - Over a regression base (EmbedDistillLoss, MSELoss) choose ``distillation_weight`` on a dev set:
+              at 1 the term's gradient was about 20x EmbedDistillLoss's at the start of our compression
+              benchmark. There, with a teacher whose embeddings the student can match directly, the term
+              lowered quality at 1 and at 0.05 (benchmarks/README.md): for such compression the base loss alone
+              is the better choice.
 
         Relations:
             - :class:`~distillcse_st.losses.GroupPDistillLoss` is this term on top of unsupervised SimCSE, with
