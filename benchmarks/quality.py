@@ -40,17 +40,16 @@ from quality_runner import eval_only, lr_sweep_step, p_sweep, run_row  # noqa: E
 
 logger = logging.getLogger("quality")
 
-A_ROWS = ("embed-distill-cosine", "embed-distill+group-p-balanced", "embed-distill+group-p",
-          "embed-distill+vanilla-kd", "mse", "group-p-no-contrastive")
 QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (step, rows, seeds), first things first
     "A": [("sweep", ("embed-distill-cosine", "embed-distill+group-p"), ()),
           ("eval", ("initial-student", "teacher"), ()),
-          ("rows", A_ROWS[:3], (0,)),
-          ("rows", A_ROWS[:2], (1, 2)),  # the baseline and the stacked row the target compares it with
-          ("rows", A_ROWS[3:5], (0,)),
+          ("rows", ("embed-distill-cosine", "embed-distill+group-p-balanced", "embed-distill+group-p"), (0,)),
+          # the baseline and the stacked row the target compares it with
+          ("rows", ("embed-distill-cosine", "embed-distill+group-p-balanced"), (1, 2)),
+          ("rows", ("embed-distill+vanilla-kd", "mse"), (0,)),
           ("sweep", ("group-p-no-contrastive",), ()),
-          ("rows", A_ROWS[5:], (0,)),
-          ("rows", A_ROWS[2:], (1, 2))],
+          ("rows", ("group-p-no-contrastive",), (0,)),
+          ("rows", ("embed-distill+group-p", "embed-distill+vanilla-kd", "mse", "group-p-no-contrastive"), (1, 2))],
     "C": [("sweep", SWEEP_ROWS["C"], ()),
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", ("embed-distill+group-p", "embed-distill-cosine", "group-p-no-contrastive", "multi-teacher"),

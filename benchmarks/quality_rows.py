@@ -34,7 +34,12 @@ TITLES = {
 DEFAULT_LR = 1e-4
 TABLE_P = 0.1  # Group-P's p of every row that does not name another
 LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCSE seeds 0..n-1
-LR_GRID = (4e-4, 8e-4, 1.6e-3)  # three points (one interior), extended by x2 / /2 while the best sits at an edge
+LR_GRID = {  # each table's first three points (one interior), extended by x2 / /2 while the best sits at an edge
+    "A": (4e-4, 8e-4, 1.6e-3),
+    "C": (4e-4, 8e-4, 1.6e-3),  # distillation onto embeddings: table A's 1,000-step sweeps chose 4e-4 and 8e-4
+    "B": (2.5e-5, 5e-5, 1e-4),  # SimCSE from a trained model: table B's 150-step sweep chose 5e-5
+    "D": (2.5e-5, 5e-5, 1e-4),
+}
 P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shuffle, no ranking left
 P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation

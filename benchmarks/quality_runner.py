@@ -291,9 +291,9 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
 # ----------------------------------------------------------------------------------------------- sweeps
 
 
-def lr_grid(devs: dict[str, float]) -> list[float]:
-    """:data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge."""
-    grid = sorted({*LR_GRID, *map(float, devs)})
+def lr_grid(table: str, devs: dict[str, float]) -> list[float]:
+    """The table's :data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge."""
+    grid = sorted({*LR_GRID[table], *map(float, devs)})
     done = [lr for lr in grid if f"{lr:g}" in devs]
     if len(done) == len(grid):
         best = max(done, key=lambda lr: devs[f"{lr:g}"])
@@ -304,9 +304,9 @@ def lr_grid(devs: dict[str, float]) -> list[float]:
     return grid
 
 
-def interior_best(devs: dict[str, float]) -> str | None:
-    """The best lr on dev if every point of the grid ran and it is not at an edge, else None."""
-    grid = lr_grid(devs)
+def interior_best(table: str, devs: dict[str, float]) -> str | None:
+    """The best lr on dev if every point of the table's grid ran and it is not at an edge, else None."""
+    grid = lr_grid(table, devs)
     if any(f"{lr:g}" not in devs for lr in grid):
         return None
     best = max(grid, key=lambda lr: devs[f"{lr:g}"])
@@ -319,12 +319,12 @@ def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     path = settings.runs / table / "lr-sweep.json"
     sweep = read_json(path) if path.is_file() else {"rows": {}}
     devs = sweep["rows"].setdefault(row, {})
-    todo = [lr for lr in lr_grid(devs) if f"{lr:g}" not in devs]
+    todo = [lr for lr in lr_grid(table, devs) if f"{lr:g}" not in devs]
     if not todo:
         return False
     lr = todo[len(todo) // 2]
     devs[f"{lr:g}"] = run_row(settings, table, row, 0, lr=lr, train_only=True)["best_dev"]
-    best = interior_best(devs)
+    best = interior_best(table, devs)
     sweep.setdefault("best_lr", {})[row] = best and float(best)
     sweep.update(rule="best STS-B dev (seed 0) over a grid extended until the best point is interior",
                  machine=machine_info())

@@ -135,9 +135,19 @@ def test_every_trained_row_takes_its_lr_from_a_swept_row():
     ],
 )
 def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end, best):
-    grid = quality_runner.lr_grid(devs)
+    grid = quality_runner.lr_grid("A", devs)
     assert (grid[0], grid[-1]) == pytest.approx(grid_end)
-    assert quality_runner.interior_best(devs) == best
+    assert quality_runner.interior_best("A", devs) == best
+
+
+def test_each_table_starts_its_lr_grid_at_its_own_three_points():
+    assert set(quality_rows.LR_GRID) == set(quality_rows.ROWS)
+    for table, start in quality_rows.LR_GRID.items():
+        assert quality_runner.lr_grid(table, {}) == pytest.approx(sorted(start))
+    # a SimCSE-style sweep whose best sits at table B's lowest point extends downwards, not from table A's grid
+    devs = {"2.5e-05": 75.0, "5e-05": 74.0, "0.0001": 73.0}
+    assert quality_runner.lr_grid("B", devs)[0] == pytest.approx(1.25e-5)
+    assert quality_runner.interior_best("B", devs) is None
 
 
 def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
@@ -148,6 +158,16 @@ def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_s
         assert sorted(swept) == sorted(quality_rows.SWEEP_ROWS[table])
     b_sweeps = [rows for step, rows, _ in quality.QUEUE["B"] if step == "sweep"]
     assert b_sweeps[0] == ("simcse",)
+
+
+def test_every_queued_row_runs_three_seeds_once_each():
+    import quality
+
+    for table, queue in quality.QUEUE.items():
+        runs = [(row, seed) for step, rows, seeds in queue if step == "rows" for seed in seeds for row in rows]
+        assert len(runs) == len(set(runs)), table
+        for row in {row for row, _ in runs}:
+            assert sorted(seed for name, seed in runs if name == row) == [0, 1, 2], (table, row)
 
 
 def test_every_untrained_row_names_its_model_except_the_report_only_one():
