@@ -123,7 +123,7 @@ def chosen_lrs(sweep_file: Path | None) -> dict[str, float]:
 
 
 def job_spec(job: Job):
-    """(base row, Row, K, group_p) of a job; ``-devp`` rows take the 150-step p sweep's best p on STS-B dev."""
+    """(base row, Row at its p, K) of a job; ``-devp`` rows take the 150-step p sweep's best p on STS-B dev."""
     from quality_rows import read_best_p, row_spec
 
     return row_spec(job.table, job.row, 2, read_best_p(P_SWEEP_RUNS, job.table))
@@ -133,7 +133,7 @@ def job_lr(job: Job, lrs: dict[str, float]) -> tuple[float | None, str]:
     """The lr of a job and where it came from: the 1,000-step dev sweep of its family if it chose, else QUEUE's."""
     if job.lr is None:
         return None, "untrained"
-    base, spec, _, _ = job_spec(job)
+    base, spec, _ = job_spec(job)
     family = spec.lr_row or base
     if job.table == "A" and family in lrs:
         return lrs[family], f"STS-B dev sweep at 1,000 steps ({family})"
@@ -261,8 +261,8 @@ class Runner:
 
         set_seed(job.seed)
         model, labels = self.setup(job)
-        _, spec, _, group_p = job_spec(job)
-        loss = build_loss(spec, model, group_p, None if labels is None else labels.shape[1]).to(self.device)
+        _, spec, _ = job_spec(job)
+        loss = build_loss(spec, model, None if labels is None else labels.shape[1]).to(self.device)
         bf16_forward(model)
         texts = self.texts(job.table)
         params = list({id(p): p for p in [*model.parameters(), *loss.parameters()]}.values())

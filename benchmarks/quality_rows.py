@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,16 +180,16 @@ SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other
 }
 
 
-def build_loss(row: Row, model, group_p: float | None, teacher_dim: int | None = None) -> nn.Module:
-    """The loss of a row (its kind, with its ``distillation_weight``); ``group_p`` is the row's after any
-    ``-p<value>`` override; ``teacher_dim`` (the label width) adds EmbedDistillLoss's projection if needed."""
+def build_loss(row: Row, model, teacher_dim: int | None = None) -> nn.Module:
+    """The loss of a row (its kind, with its ``group_p`` and ``distillation_weight``); ``teacher_dim`` (the label
+    width) adds EmbedDistillLoss's projection if needed."""
     from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss, MSELoss
 
     from distillcse_st.losses import GroupPDistillLoss, InBatchDistillLoss, MultiTeacherAvgLoss
 
     width = model.get_embedding_dimension()
     projection = teacher_dim if teacher_dim not in (None, width) else None
-    weight = row.distillation_weight
+    group_p, weight = row.group_p, row.distillation_weight
     losses = {
         "mse": lambda: MSELoss(model),
         "embed-distill": lambda: EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection),
@@ -224,16 +224,18 @@ def split_p(row: str, best_p: float | None = None) -> tuple[str, float | None]:
     return row, None
 
 
-def row_spec(table: str, row: str, K: int, best_p: float | None = None) -> tuple[str, Row, int, float | None]:
-    """(base row, its Row, K, group_p) of a row name: ``distillcse-K8-devp`` is table B's DistillCSE with K = 8
-    at the p sweep's best p; ``-p0.3`` sets p = 0.3; without ``-K<n>`` K is the benchmark's."""
+def row_spec(table: str, row: str, K: int, best_p: float | None = None) -> tuple[str, Row, int]:
+    """(base row, its Row at the name's p, K) of a row name: ``distillcse-K8-devp`` is table B's DistillCSE with
+    K = 8 at the p sweep's best p; ``-p0.3`` sets p = 0.3 (rows without Group-P keep None); without ``-K<n>``
+    K is the benchmark's."""
     name, p_override = split_p(row, best_p)
     base, _, k = name.partition("-K") if table == "B" else (name, "", "")
     if base not in ROWS[table] or not (k == "" or k.isdigit()):
         raise ValueError(f"table {table}: no row {row}")
     spec = ROWS[table][base]
-    group_p = spec.group_p if p_override is None or spec.group_p is None else p_override
-    return base, spec, int(k) if k else K, group_p
+    if p_override is not None and spec.group_p is not None:
+        spec = replace(spec, group_p=p_override)
+    return base, spec, int(k) if k else K
 
 
 def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = None) -> str:

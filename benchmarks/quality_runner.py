@@ -100,7 +100,6 @@ def train(
     texts: Sequence[str],
     labels: np.ndarray | None,
     spec: Row,
-    group_p: float | None,
     seed: int,
     lr: float,
     init: Callable[[], Any],
@@ -113,14 +112,14 @@ def train(
 
     model_dir = settings.cache / "models" / name
     shaping = ("steps", "batch_size", "max_seq_length", "eval_steps", "warmup_ratio", "scheduler")
-    config = {"name": name, "loss_kind": spec.loss, "group_p": group_p,
+    config = {"name": name, "loss_kind": spec.loss, "group_p": spec.group_p,
               "distillation_weight": spec.distillation_weight, "seed": seed, "lr": lr,
               "settings": {key: settings.record()[key] for key in shaping}}
     if not (model_dir / STAGE_FILE).is_file():
         set_seed(seed)
         model = init()
         data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
-        loss = build_loss(spec, model, group_p, None if labels is None else labels.shape[1])
+        loss = build_loss(spec, model, None if labels is None else labels.shape[1])
         options = {"max_steps": settings.steps, "per_device_train_batch_size": settings.batch_size,
                    "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
                    "lr_scheduler_type": settings.scheduler, "eval_steps": settings.eval_steps,
@@ -263,7 +262,7 @@ def row_lr(settings: Settings, table: str, row: str) -> float:
     """The benchmark's lr, or under ``--lr dev`` the best STS-B dev lr of the row's sweep row (interior only)."""
     if settings.lr is not None:
         return settings.lr
-    base, spec, _, _ = row_spec(table, row, settings.K, read_best_p(settings.runs, table))
+    base, spec, _ = row_spec(table, row, settings.K, read_best_p(settings.runs, table))
     sweep_row = spec.lr_row or base
     path = settings.runs / table / "lr-sweep.json"
     best = read_json(path).get("best_lr", {}).get(sweep_row) if path.is_file() else None
@@ -278,10 +277,10 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
     if not train_only and is_done(settings, table, row, seed):
         return None
     best_p = read_best_p(settings.runs, table)
-    base, spec, K, group_p = row_spec(table, row, settings.K, best_p)
+    base, spec, K = row_spec(table, row, settings.K, best_p)
     lr = lr or row_lr(settings, table, row)
     texts, labels, init, extra = training_data(settings, table, base, K)
-    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec, group_p, seed, lr, init)
+    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec, seed, lr, init)
     if not train_only:
         write_run(settings, table, row, seed, final_scores(load_student(record["model_dir"]), TASKS[table]),
                   {"train": record, **extra})

@@ -93,8 +93,8 @@ def test_row_names_give_the_base_row_K_and_p():
     K, p = 2, quality_rows.TABLE_P
 
     def spec(row: str, table: str = "B") -> tuple[str, int, float | None]:
-        base, _, k, group_p = quality_rows.row_spec(table, row, K, best_p=0.5)
-        return base, k, group_p
+        base, row_at_p, k = quality_rows.row_spec(table, row, K, best_p=0.5)
+        return base, k, row_at_p.group_p
 
     assert spec("simcse") == ("simcse", K, None)
     assert spec("vanilla-kd") == ("vanilla-kd", K, None)
@@ -185,7 +185,7 @@ def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny
         for name, row in rows.items():
             if row.loss is None:
                 continue
-            config = quality_rows.build_loss(row, model, row.group_p).get_config_dict()
+            config = quality_rows.build_loss(row, model).get_config_dict()
             if row.loss in ("mse", "embed-distill", "simcse"):  # no in-batch term, or SimCSE's weight 0
                 assert config.get("distillation_weight", 0.0) == 0.0, (table, name)
             else:
