@@ -66,10 +66,14 @@ def lr_sweep_lines(settings: Settings, sweep: dict[str, Any]) -> list[str]:
     lines = ["STS-B dev learning-rate sweep (seed 0, best dev during training):", "",
              *sweep_table("lr", lrs, sweep["rows"]), ""]
     if settings.lr is None:
-        chosen = ", ".join(f"{row} {lr:g}" if lr else f"{row} not yet (best at the grid's edge or grid unfinished)"
-                           for row, lr in sweep.get("best_lr", {}).items())
-        return lines + [f"Best lr on dev per row (the grid is extended until its best point is interior): {chosen}; "
-                        "every other row takes the lr of its family's row.", ""]
+        why = sweep.get("chosen_because", {})
+        chosen = ", ".join(
+            f"{row} not yet (best at the grid's edge or grid unfinished)" if not lr
+            else f"{row} {lr:g}" + (f" ({why[row]})" if why.get(row, "interior") != "interior" else "")
+            for row, lr in sweep.get("best_lr", {}).items())
+        return lines + [f"Best lr on dev per row (the grid is extended until its best point is interior, or stops at "
+                        f"a lowest point that scores under the untrained start): {chosen}; every other row takes the "
+                        "lr of its family's row.", ""]
     return lines + [f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                     f"{sweep['table_lr']}.", ""]
 

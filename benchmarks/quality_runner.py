@@ -290,43 +290,64 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
 # ----------------------------------------------------------------------------------------------- sweeps
 
 
-def lr_grid(table: str, devs: dict[str, float]) -> list[float]:
-    """The table's :data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge."""
+def below_start(dev: float, start_dev: float | None) -> bool:
+    """A sweep point scoring under the untrained start on dev: smaller lrs only move it back towards the start."""
+    return start_dev is not None and dev < start_dev
+
+
+def lr_grid(table: str, devs: dict[str, float], start_dev: float | None = None) -> list[float]:
+    """The table's :data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge;
+    not below a lowest best point that scores under the untrained start (``start_dev``): the limit lr -> 0 is the
+    start itself, so no interior optimum exists down there."""
     grid = sorted({*LR_GRID[table], *map(float, devs)})
     done = [lr for lr in grid if f"{lr:g}" in devs]
     if len(done) == len(grid):
         best = max(done, key=lambda lr: devs[f"{lr:g}"])
         if best == grid[-1]:
             grid.append(best * 2)
-        elif best == grid[0]:
+        elif best == grid[0] and not below_start(devs[f"{best:g}"], start_dev):
             grid.insert(0, best / 2)
     return grid
 
 
-def interior_best(table: str, devs: dict[str, float]) -> str | None:
-    """The best lr on dev if every point of the table's grid ran and it is not at an edge, else None."""
-    grid = lr_grid(table, devs)
+def chosen_lr(table: str, devs: dict[str, float], start_dev: float | None = None) -> tuple[str, str] | None:
+    """``(lr, why)``: the best lr on dev once the grid is done, interior or the lowest point when every point
+    scores under the untrained start (the least harmful lr); None while the grid is unfinished."""
+    grid = lr_grid(table, devs, start_dev)
     if any(f"{lr:g}" not in devs for lr in grid):
         return None
     best = max(grid, key=lambda lr: devs[f"{lr:g}"])
-    return f"{best:g}" if grid[0] < best < grid[-1] else None
+    if grid[0] < best < grid[-1]:
+        return f"{best:g}", "interior"
+    if best == grid[0] and below_start(devs[f"{best:g}"], start_dev):
+        return f"{best:g}", f"lowest lr: every lr scores under the untrained start's dev {start_dev:.2f}"
+    return None
+
+
+def start_dev(settings: Settings, table: str) -> float:
+    """The untrained start's STS-B dev (scored first if needed)."""
+    eval_only(settings, table, "initial-student")
+    return read_json(run_path(settings, table, "initial-student", None))["dev"]
 
 
 def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     """Train ``row`` (seed 0) at the next lr of its grid (the middle first) and record its best STS-B dev;
-    False when the grid is done (its best point interior). No test task is read."""
+    False when the grid is done (see :func:`chosen_lr`). No test task is read."""
     path = settings.runs / table / "lr-sweep.json"
     sweep = read_json(path) if path.is_file() else {"rows": {}}
     devs = sweep["rows"].setdefault(row, {})
-    todo = [lr for lr in lr_grid(table, devs) if f"{lr:g}" not in devs]
+    floor = start_dev(settings, table)
+    todo = [lr for lr in lr_grid(table, devs, floor) if f"{lr:g}" not in devs]
     if not todo:
         return False
     lr = todo[len(todo) // 2]
     devs[f"{lr:g}"] = run_row(settings, table, row, 0, lr=lr, train_only=True)["best_dev"]
-    best = interior_best(table, devs)
-    sweep.setdefault("best_lr", {})[row] = best and float(best)
-    sweep.update(rule="best STS-B dev (seed 0) over a grid extended until the best point is interior",
-                 machine=machine_info())
+    choice = chosen_lr(table, devs, floor)
+    sweep.setdefault("best_lr", {})[row] = choice and float(choice[0])
+    sweep.setdefault("chosen_because", {})[row] = choice and choice[1]
+    sweep.update(rule="best STS-B dev (seed 0) over a grid extended until the best point is interior, or, when "
+                      "every lr scores under the untrained start, the lowest lr (smaller lrs only approach the start)",
+                 start_dev=floor, machine=machine_info())
     write_json(path, sweep)
     return True
 

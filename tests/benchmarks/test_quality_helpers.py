@@ -137,7 +137,7 @@ def test_every_trained_row_takes_its_lr_from_a_swept_row():
 def test_the_lr_grid_grows_until_its_best_point_is_interior(devs, grid_end, best):
     grid = quality_runner.lr_grid("A", devs)
     assert (grid[0], grid[-1]) == pytest.approx(grid_end)
-    assert quality_runner.interior_best("A", devs) == best
+    assert quality_runner.chosen_lr("A", devs) == (best and (best, "interior"))
 
 
 def test_each_table_starts_its_lr_grid_at_its_own_three_points():
@@ -147,7 +147,32 @@ def test_each_table_starts_its_lr_grid_at_its_own_three_points():
     # a SimCSE-style sweep whose best sits at table B's lowest point extends downwards, not from table A's grid
     devs = {"2.5e-05": 75.0, "5e-05": 74.0, "0.0001": 73.0}
     assert quality_runner.lr_grid("B", devs)[0] == pytest.approx(1.25e-5)
-    assert quality_runner.interior_best("B", devs) is None
+    assert quality_runner.chosen_lr("B", devs) is None
+
+
+def test_a_sweep_whose_lowest_lr_is_best_but_under_the_untrained_start_stops_there():
+    # every lr harms (the strong-start case, table D): smaller lrs only approach the start, so stop at the lowest
+    devs = {"2.5e-05": 85.0, "5e-05": 84.0, "0.0001": 83.0}
+    assert quality_runner.lr_grid("D", devs, start_dev=86.6)[0] == pytest.approx(2.5e-5)
+    lr, why = quality_runner.chosen_lr("D", devs, start_dev=86.6)
+    assert lr == "2.5e-05" and "86.60" in why
+    # a lowest point above the start extends as before, and a best at the top edge always extends
+    assert quality_runner.lr_grid("D", devs, start_dev=84.5)[0] == pytest.approx(1.25e-5)
+    assert quality_runner.chosen_lr("D", devs, start_dev=84.5) is None
+    rising = {"2.5e-05": 83.0, "5e-05": 84.0, "0.0001": 85.0}
+    assert quality_runner.lr_grid("D", rising, start_dev=86.6)[-1] == pytest.approx(2e-4)
+    assert quality_runner.chosen_lr("D", rising, start_dev=86.6) is None
+
+
+def test_the_report_says_why_a_lowest_lr_was_chosen(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, steps=600, lr=None)
+    sweep = {"rows": {"simcse": {"2.5e-05": 85.0, "5e-05": 84.0}, "group-p": {"0.0004": 70.0}},
+             "best_lr": {"simcse": 2.5e-5, "group-p": None},
+             "chosen_because": {"simcse": "lowest lr: every lr scores under the untrained start's dev 86.60",
+                                "group-p": None}}
+    text = "\n".join(quality_report.lr_sweep_lines(settings, sweep))
+    assert "simcse 2.5e-05 (lowest lr: every lr scores under the untrained start's dev 86.60)" in text
+    assert "group-p not yet" in text
 
 
 def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
