@@ -241,7 +241,7 @@ def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[li
         return texts, labels, minilm_student, extra
     if base == "simcse":
         return texts, None, pruned_student, extra
-    simcse_lr = row_lr(settings, "B", "simcse")
+    simcse_lr = sweep_lr(settings, "B", "simcse")
     if base == "round-2":
         teachers = [run_row(settings, "B", "distillcse", 0, train_only=True)]
     else:
@@ -258,16 +258,14 @@ def load_student(model_dir: str):
     return SentenceTransformer(model_dir, device="cpu")
 
 
-def row_lr(settings: Settings, table: str, row: str) -> float:
-    """The benchmark's lr, or under ``--lr dev`` the best STS-B dev lr of the row's sweep row (interior only)."""
+def sweep_lr(settings: Settings, table: str, sweep_row: str) -> float:
+    """The benchmark's lr, or under ``--lr dev`` the lr its sweep chose for ``sweep_row`` (see :func:`chosen_lr`)."""
     if settings.lr is not None:
         return settings.lr
-    base, spec, _ = row_spec(table, row, settings.K, read_best_p(settings.runs, table))
-    sweep_row = spec.lr_row or base
     path = settings.runs / table / "lr-sweep.json"
     best = read_json(path).get("best_lr", {}).get(sweep_row) if path.is_file() else None
     if best is None:
-        raise LookupError(f"table {table}: no interior best lr for {sweep_row} yet (run --sweep --tables {table})")
+        raise LookupError(f"table {table}: no chosen lr for {sweep_row} yet (run --sweep --tables {table})")
     return float(best)
 
 
@@ -278,7 +276,7 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
         return None
     best_p = read_best_p(settings.runs, table)
     base, spec, K = row_spec(table, row, settings.K, best_p)
-    lr = lr or row_lr(settings, table, row)
+    lr = lr or sweep_lr(settings, table, spec.lr_row or base)
     texts, labels, init, extra = training_data(settings, table, base, K)
     record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec, seed, lr, init)
     if not train_only:
@@ -363,5 +361,5 @@ def p_sweep(settings: Settings, table: str) -> None:
             continue
         devs[f"{group_p:g}"] = run_row(settings, table, f"{row}-p{group_p:g}", 0, train_only=True)["best_dev"]
         sweep.update(best_p_on_dev=max(devs, key=devs.get), table_p=f"{TABLE_P:g}",
-                     lr=f"{row_lr(settings, table, row):g}", machine=machine_info())
+                     lr=f"{sweep_lr(settings, table, row):g}", machine=machine_info())
         write_json(path, sweep)
