@@ -84,7 +84,7 @@ def run_demo(
     if not (student / "modules.json").is_file():
         logger.info("Pruning all-MiniLM-L6-v2 to its layers %s", STUDENT_LAYERS)
         prune_model_dir(teacher, STUDENT_LAYERS, student, overwrite=True)
-    scores = _dev_scores({"teacher": teacher, "student before": student}, output, max_seq_length, dev_file)
+    scores = _dev_scores({"teacher": teacher}, output, max_seq_length, dev_file)
     model = output / "model"
     if not (model / STAGE_FILE).is_file():
         corpus = load_corpus(CORPUS_FILE, max_sentences=steps * batch_size)
@@ -101,10 +101,10 @@ def run_demo(
             overwrite=True,
         )
     record = read_json(model / STAGE_FILE)
-    scores["student after"] = record["dev"]
+    scores |= {"student before": record["start_dev"], "student after": record["dev"]}
     plot = plot_dev_scores(
         scores,
-        {"student (DistillCSE)": [{"step": 0, "dev": scores["student before"]}, *record["history"]]},
+        {"student (DistillCSE)": record["history"]},
         output / PLOT_FILE,
         "all-MiniLM-L6-v2 -> 3 layers with DistillCSE: STS-B dev",
     )

@@ -1,9 +1,11 @@
 """One training stage on ``SentenceTransformerTrainer``: unsupervised SimCSE, or DistillCSE from teachers.
 
-A stage trains a student on a corpus with the STS-B dev evaluator every ``eval_steps`` (keeping the best
-checkpoint), then saves the SentenceTransformer and a ``stage.json`` (settings, dev score, dev scores over
-steps) in its output directory. It works in ``OUTPUT.partial/`` (see :mod:`~distillcse_st.training.outputs`):
-an interrupted stage resumes from its last checkpoint when run again with the same settings.
+A stage scores its start on STS-B dev, trains a student on a corpus with the dev evaluator every
+``eval_steps`` (keeping the best checkpoint), then saves the SentenceTransformer and a ``stage.json``
+(settings, dev score of the start and of the kept checkpoint, dev scores over steps) in its output directory.
+When no checkpoint beats the start on dev (SimCSE on an already strong model does that), it says so.
+It works in ``OUTPUT.partial/`` (see :mod:`~distillcse_st.training.outputs`): an interrupted
+stage resumes from its last checkpoint when run again with the same settings.
 
 The student trains, and is scored on dev, at the run's ``max_seq_length`` (the authors' 32 tokens by default),
 but is saved with its base model's maximum length, so that it encodes long texts as its base did.
@@ -59,15 +61,32 @@ class DevScoreLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs) -> None:
         score = (metrics or {}).get(args.metric_for_best_model)
-        if score is not None:
+        if score is None:
+            return
+        if state.global_step == 0:
+            logger.info("start: STS-B dev Spearman %.2f", 100 * score)
+        else:
             best = max(score, state.best_metric or score)
             logger.info("step %d: STS-B dev Spearman %.2f (best %.2f)", state.global_step, 100 * score, 100 * best)
 
 
 def dev_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
-    """``[{"step", "dev"}]`` (Spearman x 100) from the Trainer's log history."""
+    """``[{"step", "dev"}]`` (Spearman x 100) from the Trainer's log history, step 0 being the start."""
     key = metric_for_best_model()
     return [{"step": entry["step"], "dev": 100 * entry[key]} for entry in log_history if key in entry]
+
+
+def warn_if_below_start(history: Sequence[dict[str, float]], dev: float) -> float | None:
+    """The start's dev score (None if the history lacks step 0); warns when the kept checkpoint is below it."""
+    start_dev = next((point["dev"] for point in history if point["step"] == 0), None)
+    if start_dev is not None and dev < start_dev:
+        logger.warning(
+            "No checkpoint beat the start on STS-B dev (%.2f at the start, %.2f kept): training lowered this "
+            "model; the start model may be the better choice",
+            start_dev,
+            dev,
+        )
+    return start_dev
 
 
 def training_arguments(output: Path, training_options: dict[str, Any] | None) -> SentenceTransformerTrainingArguments:
@@ -147,8 +166,10 @@ def run_stage(
 ) -> dict[str, Any]:
     """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
 
-    ``model`` trains at ``max_seq_length`` (default: its own) and is saved with the maximum length it came with.
-    Returns the stage record also written to ``output/stage.json``.
+    A fresh run scores the start on dev first (``args.eval_on_start`` is set accordingly; the start is never a
+    checkpoint, so the Trainer still keeps the best trained one). ``model`` trains at ``max_seq_length``
+    (default: its own) and is saved with the maximum length it came with. Returns the stage record also
+    written to ``output/stage.json``.
     """
     work = partial_dir(output)
     saved_max_seq_length = model.max_seq_length
@@ -167,6 +188,7 @@ def run_stage(
         resume_from_checkpoint = get_last_checkpoint(str(checkpoints))
     if resume_from_checkpoint:
         logger.info("Resuming from %s", resume_from_checkpoint)
+    args.eval_on_start = not resume_from_checkpoint  # a resumed run has the start's score in its log history
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     # The Trainer has loaded the best checkpoint, whose score it knows; evaluate only a run too short to have one.
     best = trainer.state.best_metric
@@ -174,13 +196,15 @@ def run_stage(
     logger.info("Final STS-B dev Spearman: %.2f", dev)
     model.max_seq_length = saved_max_seq_length
     model.save(str(work))
+    history = dev_history(trainer.state.log_history)
     record = {
         "config": config,
         "dev": dev,
+        "start_dev": warn_if_below_start(history, dev),
         "saved_max_seq_length": saved_max_seq_length,
         "steps": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-        "history": dev_history(trainer.state.log_history),
+        "history": history,
         "train_runtime": next((e["train_runtime"] for e in trainer.state.log_history if "train_runtime" in e), None),
     }
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -10,9 +10,11 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from distillcse_st.errors import InputError
+from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
 from distillcse_st.training.corpus import load_corpus
+from distillcse_st.training.defaults import MAX_SEQ_LENGTH
 from distillcse_st.training.outputs import read_json
-from distillcse_st.training.stages import train_distill, train_simcse
+from distillcse_st.training.stages import train_distill, train_simcse, warn_if_below_start
 from tests.helpers import CORPUS, load
 from tests.training.conftest import FAST_TRAINING
 
@@ -53,15 +55,19 @@ def test_interrupted_run_resumes_to_the_same_result(
     resumed = _distill(tiny_model_dir, tiny_teacher_dir, tmp_path / "resumed", dev_file)
     assert not (tmp_path / "resumed.partial").exists()
     history = read_json(reference / "stage.json")["history"]
-    assert [point["step"] for point in history] == [2, 4, 6]
-    assert resumed["history"] == history
+    assert [point["step"] for point in history] == [0, 2, 4, 6]  # the start once: the resumed run kept its score
+    assert resumed["history"] == history and resumed["start_dev"] == history[0]["dev"]
     for name, value in load(reference).state_dict().items():
         torch.testing.assert_close(load(tmp_path / "resumed").state_dict()[name], value, rtol=0, atol=1e-6)
 
 
-def test_stage_outputs(tiny_teacher_dir: Path, reference: Path) -> None:
+def test_stage_outputs(tiny_model_dir: Path, tiny_teacher_dir: Path, dev_file: Path, reference: Path) -> None:
     stage = read_json(reference / "stage.json")
     assert stage["config"]["teachers"] == [str(tiny_teacher_dir.resolve())]
+    evaluator = sts_dev_evaluator(dev_file)
+    start = load(tiny_model_dir)
+    start.max_seq_length = MAX_SEQ_LENGTH
+    assert stage["start_dev"] == pytest.approx(100 * evaluator(start)[evaluator.primary_metric], abs=1e-4)
     assert stage["steps"] == 6 and stage["best_checkpoint"].startswith("checkpoint-")
     assert sorted(path.name for path in reference.iterdir() if path.is_dir()) == ["1_Pooling"]
 
@@ -125,3 +131,15 @@ def test_corpus_smaller_than_a_batch(tiny_model_dir: Path, dev_file: Path, tmp_p
     with pytest.raises(InputError, match="fewer than one batch"):
         train_simcse(tiny_model_dir, corpus, tmp_path / "out", training_options=FAST_TRAINING, dev_file=dev_file)
     assert not (tmp_path / "out.partial").exists()
+
+
+def test_a_stage_below_its_start_on_dev_says_so(caplog) -> None:
+    history = [{"step": 0, "dev": 86.6}, {"step": 125, "dev": 84.1}, {"step": 250, "dev": 83.7}]
+    with caplog.at_level("WARNING", logger="distillcse_st.training.stages"):
+        assert warn_if_below_start(history, 84.1) == 86.6
+    assert "86.60 at the start, 84.10 kept" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="distillcse_st.training.stages"):
+        assert warn_if_below_start([{"step": 0, "dev": 60.0}, *history[1:]], 84.1) == 60.0
+        assert warn_if_below_start(history[1:], 84.1) is None  # a run from before the start was scored
+    assert not caplog.records
