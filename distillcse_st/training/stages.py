@@ -61,13 +61,27 @@ class DevScoreLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs) -> None:
         score = (metrics or {}).get(args.metric_for_best_model)
-        if score is None:
-            return
-        if state.global_step == 0:
-            logger.info("start: STS-B dev Spearman %.2f", 100 * score)
-        else:
+        if score is not None:
             best = max(score, state.best_metric or score)
             logger.info("step %d: STS-B dev Spearman %.2f (best %.2f)", state.global_step, 100 * score, 100 * best)
+
+
+class StartScore(TrainerCallback):
+    """Scores the start of a fresh run on dev into the log history (step 0; never a checkpoint candidate).
+
+    Unlike the Trainer's ``eval_on_start``, whose evaluation loop draws a seed from the global RNG and so
+    shifts every later dropout mask, the evaluator alone draws nothing: training is unchanged. A resumed run
+    finds the score in the log history of its checkpoint.
+    """
+
+    def __init__(self, evaluator: EmbeddingSimilarityEvaluator) -> None:
+        self.evaluator = evaluator
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
+        if state.global_step == 0:
+            score = self.evaluator(model)[self.evaluator.primary_metric]
+            state.log_history.append({"step": 0, metric_for_best_model(): score})
+            logger.info("start: STS-B dev Spearman %.2f", 100 * score)
 
 
 def dev_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
@@ -166,8 +180,8 @@ def run_stage(
 ) -> dict[str, Any]:
     """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
 
-    A fresh run scores the start on dev first (``args.eval_on_start`` is set accordingly; the start is never a
-    checkpoint, so the Trainer still keeps the best trained one). ``model`` trains at ``max_seq_length``
+    A fresh run scores the start on dev first (:class:`StartScore`; the Trainer still keeps the best trained
+    checkpoint). ``model`` trains at ``max_seq_length``
     (default: its own) and is saved with the maximum length it came with. Returns the stage record also
     written to ``output/stage.json``.
     """
@@ -181,14 +195,13 @@ def run_stage(
         train_dataset=dataset,
         loss=loss,
         evaluator=evaluator,
-        callbacks=[DevScoreLog(), *callbacks],
+        callbacks=[StartScore(evaluator), DevScoreLog(), *callbacks],
     )
     checkpoints = work / CHECKPOINTS
     if resume_from_checkpoint is None and checkpoints.is_dir():
         resume_from_checkpoint = get_last_checkpoint(str(checkpoints))
     if resume_from_checkpoint:
         logger.info("Resuming from %s", resume_from_checkpoint)
-    args.eval_on_start = not resume_from_checkpoint  # a resumed run has the start's score in its log history
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     # The Trainer has loaded the best checkpoint, whose score it knows; evaluate only a run too short to have one.
     best = trainer.state.best_metric

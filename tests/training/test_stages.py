@@ -14,7 +14,7 @@ from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
 from distillcse_st.training.corpus import load_corpus
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH
 from distillcse_st.training.outputs import read_json
-from distillcse_st.training.stages import train_distill, train_simcse, warn_if_below_start
+from distillcse_st.training.stages import StartScore, train_distill, train_simcse, warn_if_below_start
 from tests.helpers import CORPUS, load
 from tests.training.conftest import FAST_TRAINING
 
@@ -143,3 +143,17 @@ def test_a_stage_below_its_start_on_dev_says_so(caplog) -> None:
         assert warn_if_below_start([{"step": 0, "dev": 60.0}, *history[1:]], 84.1) == 60.0
         assert warn_if_below_start(history[1:], 84.1) is None  # a run from before the start was scored
     assert not caplog.records
+
+
+def test_scoring_the_start_does_not_change_training(
+    tiny_model_dir: Path, dev_file: Path, tmp_path: Path, monkeypatch
+) -> None:
+    corpus = Dataset.from_dict({"text": CORPUS})
+    options = {**FAST_TRAINING, "learning_rate": 1e-3}
+    scored = train_simcse(tiny_model_dir, corpus, tmp_path / "scored", training_options=options, dev_file=dev_file)
+    monkeypatch.setattr(StartScore, "on_train_begin", lambda *args, **kwargs: None)
+    plain = train_simcse(tiny_model_dir, corpus, tmp_path / "plain", training_options=options, dev_file=dev_file)
+    assert plain["start_dev"] is None and scored["start_dev"] is not None
+    assert [p["step"] for p in scored["history"]] == [0, *(p["step"] for p in plain["history"])]
+    for name, value in load(tmp_path / "plain").state_dict().items():
+        torch.testing.assert_close(load(tmp_path / "scored").state_dict()[name], value, rtol=0, atol=0)
