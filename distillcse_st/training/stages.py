@@ -181,9 +181,8 @@ def run_stage(
     """Train with the Trainer in ``output``'s work dir (resuming its last checkpoint), save, move to ``output``.
 
     A fresh run scores the start on dev first (:class:`StartScore`; the Trainer still keeps the best trained
-    checkpoint). ``model`` trains at ``max_seq_length``
-    (default: its own) and is saved with the maximum length it came with. Returns the stage record also
-    written to ``output/stage.json``.
+    checkpoint). ``model`` trains at ``max_seq_length`` (default: its own) and is saved with the maximum
+    length it came with. Returns the stage record also written to ``output/stage.json``.
     """
     work = partial_dir(output)
     saved_max_seq_length = model.max_seq_length
