@@ -19,8 +19,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from distillcse_st.errors import InputError
-from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
-from distillcse_st.models import check_model_dir, load_model
+from distillcse_st.models import check_model_dir
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS
 from distillcse_st.training.outputs import check_run_dir, read_json, write_json
 from distillcse_st.training.plots import plot_dev_scores
@@ -28,7 +27,6 @@ from distillcse_st.training.stages import STAGE_FILE, TEACHER_CACHE, stage_confi
 
 logger = logging.getLogger(__name__)
 
-BASE_FILE = "base.json"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "dev_scores.png"
 
@@ -38,16 +36,6 @@ def stage_names(components: int, rounds: int) -> list[str]:
     return [f"round0-simcse{k}" for k in range(1, components + 1)] + [
         f"round{r}-distill" for r in range(1, rounds + 1)
     ]
-
-
-def base_dev_score(model_dir: Path, output: Path, max_seq_length: int, dev_file: str | Path | None) -> float:
-    """STS-B dev Spearman x 100 of the untrained base model, computed once and kept in ``base.json``."""
-    path = output / BASE_FILE
-    if not path.is_file():
-        evaluator = sts_dev_evaluator(dev_file)
-        model = load_model(model_dir, "base", max_seq_length)
-        write_json(path, {"dev": 100 * evaluator(model)[evaluator.primary_metric]})
-    return read_json(path)["dev"]
 
 
 def summary_table(scores: dict[str, float], records: dict[str, dict[str, Any]]) -> str:
@@ -103,7 +91,6 @@ def self_train(
     seed = training_options.get("seed", TRAINING_DEFAULTS["seed"])
     simcse_loss = {key: value for key, value in loss_options.items() if key == "contrastive_temperature"}
     common = {"max_seq_length": max_seq_length, "dev_file": dev_file, "overwrite": True, "callbacks": callbacks}
-    scores = {"base": base_dev_score(model_dir, output, max_seq_length, dev_file)}
     records: dict[str, dict[str, Any]] = {}
     names = stage_names(components, rounds)
     for index, name in enumerate(names):
@@ -127,7 +114,8 @@ def self_train(
                 **common,
             )
         records[name] = read_json(stage / STAGE_FILE)
-        scores[name] = records[name]["dev"]
+    # every stage starts from the base: the first one's start score is the base's
+    scores = {"base": records[names[0]]["start_dev"], **{name: record["dev"] for name, record in records.items()}}
     plot = plot_dev_scores(
         scores,
         {name: record["history"] for name, record in records.items()},

@@ -94,6 +94,8 @@ def test_self_train_resumes_and_skips(
     out = tmp_path / "st"
     summary = read_json(out / "summary.json")
     assert list(summary["scores"]) == ["base", "round0-simcse1", "round0-simcse2", "round1-distill", "round2-distill"]
+    for stage in list(summary["scores"])[1:]:  # every stage starts from the base, scored by its first step
+        assert read_json(out / stage / "stage.json")["start_dev"] == pytest.approx(summary["scores"]["base"])
     assert read_json(out / "round0-simcse2" / "stage.json")["config"]["training"]["seed"] == 43
     assert read_json(out / "round2-distill" / "stage.json")["config"]["teachers"] == [str(out / "round1-distill")]
     assert len(list((out / "teacher_cache").glob("*.npy"))) == 2
