@@ -78,6 +78,17 @@ def lr_sweep_lines(settings: Settings, sweep: dict[str, Any]) -> list[str]:
                     f"{sweep['table_lr']}.", ""]
 
 
+def mean_dev_curve(runs: Sequence[dict[str, Any]]) -> tuple[list[int], list[float], int] | None:
+    """(steps, mean STS-B dev, n) over the trained runs of a row whose evaluations fell at the same steps; step 0
+    is left to the start row (runs trained since the stages score their start hold it, older ones do not)."""
+    hist = [[h for h in r["train"]["dev_history"] if h["step"] > 0] for r in runs if r.get("train")]
+    if not hist:
+        return None
+    steps = [h["step"] for h in hist[0]]
+    same = [[h["dev"] for h in hh] for hh in hist if [h["step"] for h in hh] == steps]
+    return steps, [float(v) for v in np.mean(same, axis=0)], len(same)
+
+
 def lr_note(settings: Settings) -> str:
     if settings.lr is None:
         return ("each trained row at the best lr on STS-B dev of its family's sweep (below; the lr of every run is "
@@ -189,15 +200,14 @@ def plots(settings: Settings, tables: dict[str, Runs]) -> None:
         start = next((runs[0]["dev"] for name, runs in rows.items()
                       if name == "initial-student" and runs[0].get("dev") is not None), None)
         for i, (name, runs) in enumerate(rows.items()):
-            hist = [r["train"]["dev_history"] for r in runs if r.get("train")]
-            if not hist:
+            curve = mean_dev_curve(runs)
+            if curve is None:
                 continue
-            steps = [h["step"] for h in hist[0]]
-            curve = np.mean([[h["dev"] for h in hh] for hh in hist if len(hh) == len(steps)], axis=0)
-            xs, ys = ([0] + steps, [start] + list(curve)) if start is not None else (steps, list(curve))
+            steps, devs, n = curve
+            xs, ys = ([0] + steps, [start] + devs) if start is not None else (steps, devs)
             # ten colours, then the same colours dashed with square markers: no two rows look alike
             ax.plot(xs, ys, marker="os"[i // 10 % 2], linestyle="-" if i < 10 else "--", color=f"C{i % 10}",
-                    label=f"{name} (n={len(hist)})")
+                    label=f"{name} (n={n})")
         ax.set_xlabel("training step")
         ax.set_ylabel("STS-B dev Spearman x100 (mean over seeds)")
         ax.set_title(f"Table {table}: STS-B dev during training")

@@ -175,6 +175,15 @@ def test_the_report_says_why_a_lowest_lr_was_chosen(tmp_path, monkeypatch):
     assert "group-p not yet" in text
 
 
+def test_dev_curves_leave_step_zero_to_the_start_row_and_average_runs_at_the_same_steps():
+    def run(points):
+        return {"train": {"dev_history": [{"step": step, "dev": dev} for step, dev in points]}}
+
+    runs = [run([(0, 86.6), (125, 84.0), (250, 85.0)]), run([(125, 86.0), (250, 83.0)]), {"train": None}]
+    assert quality_report.mean_dev_curve(runs) == ([125, 250], [85.0, 84.0], 2)
+    assert quality_report.mean_dev_curve([{"train": None}]) is None
+
+
 def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
     import quality
 
