@@ -58,7 +58,8 @@ class Job:
 
 
 # The lrs: table A's from the STS-B dev sweeps at 150 steps (4e-4 the best interior point of both families
-# then); table B's SimCSE and Group-P at 1e-4 (SimCSE's sweep: within 0.3 of its best); overridden by the
+# then); table B's SimCSE and Group-P at 1e-4 (SimCSE's sweep: within 0.3 of its best); table C's full
+# student at 1e-4, the centre of its grid (``LR_GRID["C"]``); table A's are overridden by the
 # 1,000-step sweep where one has chosen (``--lr-sweep``). Table B's Group-P runs at the best p of the
 # 150-step p sweep on STS-B dev (0.5).
 P_SWEEP_RUNS = BENCHMARKS / "results" / "quality_runs-steps150-K2"
@@ -70,11 +71,11 @@ QUEUE: tuple[Job, ...] = (
     Job("A", "embed-distill+group-p-balanced", 0, 4e-4),
     Job("B", "simcse", 0, 1e-4),
     Job("B", "group-p-devp", 0, 1e-4),
-    Job("C", "embed-distill+group-p", 0, 4e-4),
-    Job("C", "embed-distill-cosine", 0, 4e-4),
+    Job("C", "embed-distill+group-p", 0, 1e-4),
+    Job("C", "embed-distill-cosine", 0, 1e-4),
     Job("A", "embed-distill+vanilla-kd", 0, 4e-4),
     Job("A", "group-p-no-contrastive", 0, 4e-4),
-    Job("C", "group-p-no-contrastive", 0, 4e-4),
+    Job("C", "group-p-no-contrastive", 0, 1e-4),
     Job("A", "embed-distill+group-p", 1, 4e-4),
     Job("A", "embed-distill-cosine", 1, 4e-4),
     Job("B", "simcse", 1, 1e-4),
