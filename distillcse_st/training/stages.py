@@ -90,9 +90,13 @@ def dev_history(log_history: Sequence[dict[str, Any]]) -> list[dict[str, float]]
     return [{"step": entry["step"], "dev": 100 * entry[key]} for entry in log_history if key in entry]
 
 
-def warn_if_below_start(history: Sequence[dict[str, float]], dev: float) -> float | None:
-    """The start's dev score (None if the history lacks step 0); warns when the kept checkpoint is below it."""
-    start_dev = next((point["dev"] for point in history if point["step"] == 0), None)
+def start_score(history: Sequence[dict[str, float]]) -> float | None:
+    """The start's dev score in a :func:`dev_history` (None for a run from before the start was scored)."""
+    return next((point["dev"] for point in history if point["step"] == 0), None)
+
+
+def warn_if_below_start(start_dev: float | None, dev: float) -> None:
+    """Warns when the kept checkpoint scores below the start on dev."""
     if start_dev is not None and dev < start_dev:
         logger.warning(
             "No checkpoint beat the start on STS-B dev (%.2f at the start, %.2f kept): training lowered this "
@@ -100,7 +104,6 @@ def warn_if_below_start(history: Sequence[dict[str, float]], dev: float) -> floa
             start_dev,
             dev,
         )
-    return start_dev
 
 
 def training_arguments(output: Path, training_options: dict[str, Any] | None) -> SentenceTransformerTrainingArguments:
@@ -209,10 +212,12 @@ def run_stage(
     model.max_seq_length = saved_max_seq_length
     model.save(str(work))
     history = dev_history(trainer.state.log_history)
+    start_dev = start_score(history)
+    warn_if_below_start(start_dev, dev)
     record = {
         "config": config,
         "dev": dev,
-        "start_dev": warn_if_below_start(history, dev),
+        "start_dev": start_dev,
         "saved_max_seq_length": saved_max_seq_length,
         "steps": trainer.state.global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,

@@ -14,7 +14,13 @@ from distillcse_st.evaluation.dev_evaluator import sts_dev_evaluator
 from distillcse_st.training.corpus import load_corpus
 from distillcse_st.training.defaults import MAX_SEQ_LENGTH
 from distillcse_st.training.outputs import read_json
-from distillcse_st.training.stages import StartScore, train_distill, train_simcse, warn_if_below_start
+from distillcse_st.training.stages import (
+    StartScore,
+    start_score,
+    train_distill,
+    train_simcse,
+    warn_if_below_start,
+)
 from tests.helpers import CORPUS, load
 from tests.training.conftest import FAST_TRAINING
 
@@ -133,15 +139,20 @@ def test_corpus_smaller_than_a_batch(tiny_model_dir: Path, dev_file: Path, tmp_p
     assert not (tmp_path / "out.partial").exists()
 
 
-def test_a_stage_below_its_start_on_dev_says_so(caplog) -> None:
+def test_the_start_score_is_step_0_of_the_history() -> None:
     history = [{"step": 0, "dev": 86.6}, {"step": 125, "dev": 84.1}, {"step": 250, "dev": 83.7}]
+    assert start_score(history) == 86.6
+    assert start_score(history[1:]) is None  # a run from before the start was scored
+
+
+def test_a_stage_below_its_start_on_dev_says_so(caplog) -> None:
     with caplog.at_level("WARNING", logger="distillcse_st.training.stages"):
-        assert warn_if_below_start(history, 84.1) == 86.6
+        warn_if_below_start(86.6, 84.1)
     assert "86.60 at the start, 84.10 kept" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="distillcse_st.training.stages"):
-        assert warn_if_below_start([{"step": 0, "dev": 60.0}, *history[1:]], 84.1) == 60.0
-        assert warn_if_below_start(history[1:], 84.1) is None  # a run from before the start was scored
+        warn_if_below_start(60.0, 84.1)
+        warn_if_below_start(None, 84.1)
     assert not caplog.records
 
 
