@@ -37,7 +37,8 @@ LARGER_K = (4, 8)  # table B's larger ensembles: rows "<row>-K<n>" average SimCS
 LR_GRID = {  # each table's first three points (one interior), extended by x2 / /2 while the best sits at an edge
     "A": (4e-4, 8e-4, 1.6e-3),
     "C": (5e-5, 1e-4, 2e-4),  # a full, already strong student (table D: it degrades from 2.5e-5 with SimCSE);
-    # 1e-4 is ST's distillation example's lr. Table A's 4e-4..1.6e-3 suits a 3-layer student far from its teacher
+    # 1e-4 is the lr of ST's model_distillation_layer_reduction.py; table A's grid suits a 3-layer student far
+    # from its teacher
     "B": (2.5e-5, 5e-5, 1e-4),  # SimCSE from a trained model: table B's 150-step sweep chose 5e-5
     "D": (2.5e-5, 5e-5, 1e-4),
 }
