@@ -50,10 +50,13 @@ QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (ste
           ("sweep", ("group-p-no-contrastive",), ()),
           ("rows", ("group-p-no-contrastive",), (0,)),
           ("rows", ("embed-distill+group-p", "embed-distill+vanilla-kd", "mse", "group-p-no-contrastive"), (1, 2))],
-    "C": [("sweep", SWEEP_ROWS["C"], ()),
+    "C": [("sweep", ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"), ()),
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", ("embed-distill+group-p", "embed-distill-cosine", "group-p-no-contrastive", "multi-teacher"),
-           (0, 1, 2))],
+           (0, 1, 2)),
+          # a second ST baseline, after the issue's rows: ST's PCA route to the student's width
+          ("sweep", ("embed-distill-pca",), ()),
+          ("rows", ("embed-distill-pca",), (0, 1, 2))],
     "B": [("sweep", ("simcse",), ()),  # first: the distilled rows' SimCSE teachers train at its lr
           ("sweep", ("group-p",), ()),
           ("p-sweep", (), ()),

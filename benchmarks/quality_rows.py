@@ -154,6 +154,10 @@ ROWS: dict[str, dict[str, Row]] = {
         "initial-student": Row("start: all-MiniLM-L6-v2 (student, 384-d)"),
         "teacher": Row("teacher: all-mpnet-base-v2 (768-d)"),
         "embed-distill-cosine": Row("ST EmbedDistillLoss (cosine), projection 384 -> 768", "embed-distill", None),
+        # ST's own way to a narrower student (examples' model_distillation.py): the teacher's embeddings pass
+        # through its top PCA components (a bias-free Dense layer), so no projection is learnt
+        "embed-distill-pca": Row("ST EmbedDistillLoss (cosine), teacher reduced to 384-d by PCA", "embed-distill",
+                                 None),
         "group-p-no-contrastive": Row("GroupPDistillLoss p=0.1, contrastive_weight=0 (no projection)", "kd-only"),
         "embed-distill+group-p": Row("InBatchDistillLoss(EmbedDistillLoss with projection), group_p=0.1",
                                      "embed+kd"),
@@ -177,7 +181,7 @@ EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the
 SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other row borrows one's (Row.lr_row)
     "A": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
     "B": ("simcse", "group-p"),
-    "C": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
+    "C": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive", "embed-distill-pca"),
     "D": ("simcse",),
 }
 

@@ -51,6 +51,7 @@ from quality_rows import (
 logger = logging.getLogger("quality")
 
 TEACHER_EMBEDDINGS = CACHE / "teacher_embeddings"  # Wikipedia prefixes, shared by every benchmark
+PCA_FIT_ROWS = 20_000  # the sentences ST's model_distillation.py fits its PCA on
 
 
 def teacher_embeddings(path: Path, texts: Sequence[str], model_factory: Callable[[], Any]) -> np.ndarray:
@@ -78,6 +79,15 @@ def stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
     from distillcse_st.similarity import stack_teacher_embeddings
 
     return stack_teacher_embeddings([torch.from_numpy(a) for a in arrays], [1.0 / len(arrays)] * len(arrays)).numpy()
+
+
+def pca_reduced(array: np.ndarray, width: int, fit_rows: int = PCA_FIT_ROWS) -> np.ndarray:
+    """``array`` through its top ``width`` principal components, fitted on its first ``fit_rows`` rows: ST's
+    model_distillation.py route to a narrower student (a bias-free Dense layer with ``PCA.components_``, which
+    projects without centring)."""
+    fit = array[:fit_rows].astype(np.float64)
+    _, _, components = np.linalg.svd(fit - fit.mean(axis=0), full_matrices=False)
+    return (array @ components[:width].T).astype(np.float32)
 
 
 def dev_evaluator():
@@ -232,6 +242,10 @@ def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[li
         if base == "multi-teacher":
             return texts, stacked([minilm, mpnet]), pruned_student if table == "A" else minilm_student, {
                 "components": ["all-MiniLM-L6-v2", "all-mpnet-base-v2"], "weights": [0.5, 0.5]}
+        if base == "embed-distill-pca":
+            width = minilm.shape[1]
+            return texts, pca_reduced(mpnet, width), minilm_student, {
+                "teacher_reduction": f"PCA to {width}-d, fitted on the first {PCA_FIT_ROWS:,} training sentences"}
         return (texts, minilm, pruned_student, {}) if table == "A" else (texts, mpnet, minilm_student, {})
     texts, stats = corpus_stsb(settings)
     extra: dict[str, Any] = {"corpus": stats}

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -226,3 +227,13 @@ def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny
                 assert config["distillation_weight"] == row.distillation_weight, (table, name)
     balanced = quality_rows.ROWS["A"]["embed-distill+group-p-balanced"]
     assert balanced.distillation_weight == 0.05 and balanced.lr_row == "embed-distill-cosine"
+
+
+def test_pca_reduction_keeps_the_geometry_of_embeddings_that_span_fewer_dimensions_than_its_width():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(8, 3)))[0].T  # 3 orthonormal directions in 8-d
+    array = (rng.normal(size=(50, 3)) @ basis).astype(np.float32)
+    reduced = quality_runner.pca_reduced(array, 3, fit_rows=40)
+    assert reduced.shape == (50, 3) and reduced.dtype == np.float32
+    np.testing.assert_allclose(reduced @ reduced.T, array @ array.T, atol=1e-4)  # rows 40-49 were not fitted
+    assert quality_runner.pca_reduced(array, 2).shape == (50, 2)
