@@ -137,9 +137,12 @@ def report(settings: Settings) -> str:
             sweep = read_json(p_path)
             out["tables"][table]["p_sweep"] = sweep
             row = P_SWEEP_ROWS[table]
-            md += [f"Group-P's p on STS-B dev ({row}, seed 0, best dev during training):", "",
-                   *sweep_table("p", P_SWEEP, {row: sweep[row]}),
-                   "", f"Best p on dev: {sweep['best_p_on_dev']}; the table's other rows use {sweep['table_p']}.", ""]
+            seeds = sweep.get("seeds", [0])  # the 150-step sweeps ran seed 0 only
+            over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+            md += [f"Group-P's p on STS-B dev ({row}, {over}, best dev during training):", "",
+                   *sweep_table("p", P_SWEEP, {row: sweep.get(row, {})}), "",
+                   f"Best p on dev: {sweep['best_p_on_dev'] or 'not yet (sweep unfinished)'}; the table's other "
+                   f"rows use {sweep['table_p']}.", ""]
         if sweep_path.is_file():
             sweep = read_json(sweep_path)
             out["tables"][table]["lr_sweep"] = sweep

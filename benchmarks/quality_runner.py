@@ -33,8 +33,10 @@ from quality_rows import (
     EVAL_MAX_SEQ_LENGTH,
     EVAL_MODELS,
     LR_GRID,
+    P_GRID,
     P_SWEEP,
     P_SWEEP_ROWS,
+    P_SWEEP_SEEDS,
     ROWS,
     TABLE_P,
     TASKS,
@@ -364,16 +366,42 @@ def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     return True
 
 
+def p_grid(means: dict[str, float]) -> list[float]:
+    """:data:`P_GRID` plus the points already swept, extended by the next :data:`P_SWEEP` value beyond an edge
+    while the best mean dev sits there (``means`` keyed by ``f"{p:g}"``)."""
+    grid = sorted({*P_GRID, *map(float, means)})
+    if all(f"{p:g}" in means for p in grid):
+        best = max(grid, key=lambda p: means[f"{p:g}"])
+        if best == grid[-1] and best < P_SWEEP[-1]:
+            grid.append(min(p for p in P_SWEEP if p > best))
+        elif best == grid[0] and best > P_SWEEP[0]:
+            grid.insert(0, max(p for p in P_SWEEP if p < best))
+    return grid
+
+
+def chosen_p(means: dict[str, float]) -> str | None:
+    """The best p on mean dev once :func:`p_grid` is done (interior, or at an end of :data:`P_SWEEP`)."""
+    grid = p_grid(means)
+    if any(f"{p:g}" not in means for p in grid):
+        return None
+    return f"{max(grid, key=lambda p: means[f'{p:g}']):g}"
+
+
 def p_sweep(settings: Settings, table: str) -> None:
-    """``P_SWEEP_ROWS[table]`` (seed 0) at every p of ``P_SWEEP``: best STS-B dev only (no test task is read)."""
+    """``P_SWEEP_ROWS[table]`` at each p of :func:`p_grid`, seeds :data:`P_SWEEP_SEEDS`: the best STS-B dev of
+    every run, their mean per p (no test task is read). Resumable run by run."""
     path = settings.runs / table / "p-sweep.json"
     sweep = read_json(path) if path.is_file() else {}
     row = P_SWEEP_ROWS[table]
-    devs = sweep.setdefault(row, {})
-    for group_p in P_SWEEP:
-        if f"{group_p:g}" in devs:
-            continue
-        devs[f"{group_p:g}"] = run_row(settings, table, f"{row}-p{group_p:g}", 0, train_only=True)["best_dev"]
-        sweep.update(best_p_on_dev=max(devs, key=devs.get), table_p=f"{TABLE_P:g}",
+    per_seed: dict[str, dict[str, float]] = sweep.setdefault("per_seed", {})
+    while todo := [p for p in p_grid(sweep.get(row, {}))
+                   if len(per_seed.get(f"{p:g}", {})) < len(P_SWEEP_SEEDS)]:
+        group_p = f"{todo[len(todo) // 2]:g}"
+        devs = per_seed.setdefault(group_p, {})
+        seed = next(s for s in P_SWEEP_SEEDS if str(s) not in devs)
+        devs[str(seed)] = run_row(settings, table, f"{row}-p{group_p}", seed, train_only=True)["best_dev"]
+        sweep[row] = {p: float(np.mean(list(d.values()))) for p, d in per_seed.items()
+                      if len(d) == len(P_SWEEP_SEEDS)}
+        sweep.update(best_p_on_dev=chosen_p(sweep[row]), seeds=list(P_SWEEP_SEEDS), table_p=f"{TABLE_P:g}",
                      lr=f"{sweep_lr(settings, table, row):g}", machine=machine_info())
         write_json(path, sweep)

@@ -237,3 +237,43 @@ def test_pca_reduction_keeps_the_geometry_of_embeddings_that_span_fewer_dimensio
     assert reduced.shape == (50, 3) and reduced.dtype == np.float32
     np.testing.assert_allclose(reduced @ reduced.T, array @ array.T, atol=1e-4)  # rows 40-49 were not fitted
     assert quality_runner.pca_reduced(array, 2).shape == (50, 2)
+
+
+@pytest.mark.parametrize(
+    ("means", "grid", "best"),
+    [
+        ({}, (0.1, 0.3, 0.5, 0.7), None),
+        ({"0.1": 70, "0.3": 72, "0.5": 74, "0.7": 73}, (0.1, 0.3, 0.5, 0.7), "0.5"),  # interior: done
+        ({"0.1": 70, "0.3": 72, "0.5": 73, "0.7": 74}, (0.1, 0.3, 0.5, 0.7, 1.0), None),  # top edge: extend
+        ({"0.1": 76, "0.3": 72, "0.5": 73, "0.7": 74}, (0.05, 0.1, 0.3, 0.5, 0.7), None),  # bottom edge: extend
+        ({"0.1": 70, "0.3": 72, "0.5": 73, "0.7": 74, "1": 75}, (0.1, 0.3, 0.5, 0.7, 1.0), "1"),  # the ladder's end
+    ],
+)
+def test_the_p_grid_grows_along_the_ladder_until_its_best_mean_is_interior(means, grid, best):
+    assert quality_runner.p_grid(means) == pytest.approx(list(grid))
+    assert quality_runner.chosen_p(means) == best
+
+
+def test_the_p_sweep_runs_every_seed_of_a_point_averages_them_and_resumes(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, steps=600, lr=None)
+    dev_of = {0.1: 70.0, 0.3: 74.0, 0.5: 76.0, 0.7: 75.0}  # seed s adds s: means 71, 75, 77, 76
+    calls: list[tuple[str, int]] = []
+
+    def fake_run_row(settings, table, row, seed, train_only):
+        calls.append((row, seed))
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the session ends midway
+        return {"best_dev": dev_of[quality_rows.split_p(row)[1]] + seed}
+
+    monkeypatch.setattr(quality_runner, "run_row", fake_run_row)
+    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 1e-4)
+    monkeypatch.setattr(quality_runner, "machine_info", dict)
+    with pytest.raises(KeyboardInterrupt):
+        quality_runner.p_sweep(settings, "B")
+    assert quality_rows.read_best_p(settings.runs, "B") is None  # unfinished: no row may use it yet
+    quality_runner.p_sweep(settings, "B")
+    assert len(calls) == 4 * 3 + 1 and len(set(calls)) == 4 * 3  # only the interrupted run is repeated
+    assert calls[:3] == [("group-p-p0.5", 0), ("group-p-p0.5", 1), ("group-p-p0.5", 2)]  # a point's seeds in a row
+    sweep = json.loads((settings.runs / "B" / "p-sweep.json").read_text())
+    assert sweep["group-p"] == {"0.5": 77.0, "0.3": 75.0, "0.7": 76.0, "0.1": 71.0}
+    assert quality_rows.read_best_p(settings.runs, "B") == 0.5
