@@ -199,14 +199,13 @@ def plots(settings: Settings, tables: dict[str, Runs]) -> None:
         fig.savefig(RESULTS / f"{settings.stem}_{table}_bars.png", dpi=110)
         plt.close(fig)
 
+        curves = {name: curve for name, runs in rows.items() if (curve := mean_dev_curve(runs)) is not None}
+        if not curves:  # only untrained rows so far: nothing to draw
+            continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         start = next((runs[0]["dev"] for name, runs in rows.items()
                       if name == "initial-student" and runs[0].get("dev") is not None), None)
-        for i, (name, runs) in enumerate(rows.items()):
-            curve = mean_dev_curve(runs)
-            if curve is None:
-                continue
-            steps, devs, n = curve
+        for i, (name, (steps, devs, n)) in enumerate(curves.items()):
             xs, ys = ([0] + steps, [start] + devs) if start is not None else (steps, devs)
             # ten colours, then the same colours dashed with square markers: no two rows look alike
             ax.plot(xs, ys, marker="os"[i // 10 % 2], linestyle="-" if i < 10 else "--", color=f"C{i % 10}",

@@ -79,6 +79,20 @@ def test_report_uses_only_the_tasks_every_run_has(tmp_path, monkeypatch):
     assert summary["average_mean"] == pytest.approx((65.0 + 62.0) / 2)
 
 
+def test_plots_draw_dev_curves_only_once_a_row_has_trained(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch)
+    monkeypatch.setattr(quality_report, "RESULTS", tmp_path)
+    _write_run(settings, "A", "initial-student-seed0.json", {task: 58.0 for task in quality_rows.STS7})
+    quality_report.plots(settings, quality_report.collect(settings))
+    assert (tmp_path / f"{settings.stem}_A_bars.png").is_file()
+    assert not (tmp_path / f"{settings.stem}_A_dev_curves.png").exists()  # an empty plot is not written
+    run = {"seed": 0, "scores": {task: 60.0 for task in quality_rows.STS7}, "average": 60.0,
+           "train": {"lr": 1e-4, "best_dev": 70.0, "dev_history": [{"step": 37, "dev": 70.0}]}}
+    (settings.runs / "A" / "mse-seed0.json").write_text(json.dumps(run))
+    quality_report.plots(settings, quality_report.collect(settings))
+    assert (tmp_path / f"{settings.stem}_A_dev_curves.png").is_file()
+
+
 @pytest.mark.skipif(not (quality_rows.STS_DIR / "STSBenchmark-train.jsonl").is_file(),
                     reason="shared STS data not present")
 def test_table_b_corpus_holds_no_sentence_of_the_evaluation_sets():
