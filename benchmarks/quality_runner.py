@@ -309,19 +309,25 @@ def below_start(dev: float, start_dev: float | None) -> bool:
     return start_dev is not None and dev < start_dev
 
 
+def grown_grid(first: Sequence[float], scores: dict[str, float], above: Callable[[float], float | None],
+               below: Callable[[float], float | None]) -> list[float]:
+    """``first`` plus the points already scored (``scores`` keyed by ``f"{x:g}"``); once all are scored, plus the
+    next point beyond the edge where the best sits: ``above(best)`` / ``below(best)``, None where the grid stops."""
+    grid = sorted({*first, *map(float, scores)})
+    if all(f"{x:g}" in scores for x in grid):
+        best = max(grid, key=lambda x: scores[f"{x:g}"])
+        step = above(best) if best == grid[-1] else below(best) if best == grid[0] else None
+        if step is not None:
+            grid = sorted({*grid, step})
+    return grid
+
+
 def lr_grid(table: str, devs: dict[str, float], start_dev: float | None = None) -> list[float]:
     """The table's :data:`LR_GRID` plus x2 / /2 steps while the best point found so far sits at the grid's edge;
     not below a lowest best point that scores under the untrained start (``start_dev``): the limit lr -> 0 is the
     start itself, so no interior optimum exists down there."""
-    grid = sorted({*LR_GRID[table], *map(float, devs)})
-    done = [lr for lr in grid if f"{lr:g}" in devs]
-    if len(done) == len(grid):
-        best = max(done, key=lambda lr: devs[f"{lr:g}"])
-        if best == grid[-1]:
-            grid.append(best * 2)
-        elif best == grid[0] and not below_start(devs[f"{best:g}"], start_dev):
-            grid.insert(0, best / 2)
-    return grid
+    return grown_grid(LR_GRID[table], devs, lambda lr: lr * 2,
+                      lambda lr: None if below_start(devs[f"{lr:g}"], start_dev) else lr / 2)
 
 
 def chosen_lr(table: str, devs: dict[str, float], start_dev: float | None = None) -> tuple[str, str] | None:
@@ -369,14 +375,8 @@ def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
 def p_grid(means: dict[str, float]) -> list[float]:
     """:data:`P_GRID` plus the points already swept, extended by the next :data:`P_SWEEP` value beyond an edge
     while the best mean dev sits there (``means`` keyed by ``f"{p:g}"``)."""
-    grid = sorted({*P_GRID, *map(float, means)})
-    if all(f"{p:g}" in means for p in grid):
-        best = max(grid, key=lambda p: means[f"{p:g}"])
-        if best == grid[-1] and best < P_SWEEP[-1]:
-            grid.append(min(p for p in P_SWEEP if p > best))
-        elif best == grid[0] and best > P_SWEEP[0]:
-            grid.insert(0, max(p for p in P_SWEEP if p < best))
-    return grid
+    return grown_grid(P_GRID, means, lambda p: min((x for x in P_SWEEP if x > p), default=None),
+                      lambda p: max((x for x in P_SWEEP if x < p), default=None))
 
 
 def chosen_p(means: dict[str, float]) -> str | None:
