@@ -33,7 +33,7 @@ import shutil
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,15 @@ class Job:
     lr: float | None = None
 
 
-# The lrs: table A's from the STS-B dev sweeps at 150 steps (4e-4 the best interior point of both families
-# then); table B's SimCSE and Group-P at 1e-4 (SimCSE's sweep: within 0.3 of its best); table C's full
-# student at 1e-4, the centre of its grid (``LR_GRID["C"]``); table A's are overridden by the
-# 1,000-step sweep where one has chosen (``--lr-sweep``). Table B's Group-P runs at the best p of the
-# 150-step p sweep on STS-B dev (0.5).
-P_SWEEP_RUNS = BENCHMARKS / "results" / "quality_runs-steps150-K2"
+# Each table's lrs and p come from its CPU sweeps on STS-B dev at the table's own steps, where they have chosen
+# (an lr only where the grid's best is interior); the lrs in QUEUE are the fallback for rows no sweep has
+# chosen yet. Table B's Group-P runs at the 600-step sweep's best p once that sweep has finished (3 seeds per
+# point), else at the 150-step sweep's (0.5).
+RESULTS = BENCHMARKS / "results"
+LR_SWEEPS = {"A": RESULTS / "quality_runs-steps1000-K2-lrdev" / "A" / "lr-sweep.json",
+             "B": RESULTS / "quality_runs-steps600-K4-lrdev" / "B" / "lr-sweep.json",
+             "C": RESULTS / "quality_runs-steps1000-K2-lrdev" / "C" / "lr-sweep.json"}
+P_SWEEP_RUNS = (RESULTS / "quality_runs-steps600-K4-lrdev", RESULTS / "quality_runs-steps150-K2")
 QUEUE: tuple[Job, ...] = (
     Job("A", "initial-student", None),
     Job("A", "teacher", None),
@@ -116,28 +119,34 @@ def use_bundle(bundle: Path) -> None:
     sys.path.insert(0, str(site))
 
 
-def chosen_lrs(sweep_file: Path | None) -> dict[str, float]:
-    """``{sweep row: lr}`` of a 1,000-step ``lr-sweep.json`` (rows whose best point is interior only)."""
-    if sweep_file is None or not sweep_file.is_file():
-        return {}
-    return {row: lr for row, lr in json.loads(sweep_file.read_text()).get("best_lr", {}).items() if lr}
+def chosen_lrs(sweeps: Mapping[str, Path]) -> dict[str, dict[str, float]]:
+    """``{table: {sweep row: lr}}`` of each table's ``lr-sweep.json`` (the rows whose sweep has chosen)."""
+    return {table: {row: lr for row, lr in json.loads(path.read_text()).get("best_lr", {}).items() if lr}
+            for table, path in sweeps.items() if path.is_file()}
+
+
+def sweep_p(table: str) -> float | None:
+    """The table's best p on STS-B dev: from the first sweep of ``P_SWEEP_RUNS`` that has finished."""
+    from quality_rows import read_best_p
+
+    return next((p for runs in P_SWEEP_RUNS if (p := read_best_p(runs, table)) is not None), None)
 
 
 def job_spec(job: Job):
-    """(base row, Row at its p, K) of a job; ``-devp`` rows take the 150-step p sweep's best p on STS-B dev."""
-    from quality_rows import read_best_p, row_spec
+    """(base row, Row at its p, K) of a job; ``-devp`` rows take :func:`sweep_p`."""
+    from quality_rows import row_spec
 
-    return row_spec(job.table, job.row, 2, read_best_p(P_SWEEP_RUNS, job.table))
+    return row_spec(job.table, job.row, 2, sweep_p(job.table))
 
 
-def job_lr(job: Job, lrs: dict[str, float]) -> tuple[float | None, str]:
-    """The lr of a job and where it came from: the 1,000-step dev sweep of its family if it chose, else QUEUE's."""
+def job_lr(job: Job, lrs: Mapping[str, Mapping[str, float]]) -> tuple[float | None, str]:
+    """The lr of a job and where it came from: its table's dev sweep of its family if it chose, else QUEUE's."""
     if job.lr is None:
         return None, "untrained"
     base, spec, _ = job_spec(job)
     family = spec.lr_row or base
-    if job.table == "A" and family in lrs:
-        return lrs[family], f"STS-B dev sweep at 1,000 steps ({family})"
+    if family in lrs.get(job.table, {}):
+        return lrs[job.table][family], f"STS-B dev sweep of table {job.table} ({family})"
     return job.lr, "fixed (see QUEUE)"
 
 
@@ -333,8 +342,6 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=450.0, help="start no run that would end after this")
     parser.add_argument("--bundle", type=Path, default=BUNDLE)
     parser.add_argument("--mpnet", type=Path, default=None, help="all-mpnet-base-v2 in ST format (table C)")
-    parser.add_argument("--lr-sweep", type=Path,
-                        default=BENCHMARKS / "results" / "quality_runs-steps1000-K2-lrdev" / "A" / "lr-sweep.json")
     parser.add_argument("--out", type=Path, default=BENCHMARKS / "results")
     args = parser.parse_args()
     if args.make_bundle:
@@ -353,7 +360,7 @@ def main() -> int:
     torch.set_float32_matmul_precision("high")
     minilm = args.bundle / "all-MiniLM-L6-v2" if args.bundle.is_dir() else Path(teacher_path())
     runner = Runner(args.steps, args.batch_size, device, 64 if args.smoke else None, args.mpnet, minilm)
-    lrs = chosen_lrs(args.lr_sweep)
+    lrs = chosen_lrs(LR_SWEEPS)
     result: dict[str, Any] = {"machine": machine_info(), "device": device,
                               "settings": runner.settings.record() | {"lr": "per row"}, "runs": [], "skipped": []}
     started, durations = time.perf_counter(), []

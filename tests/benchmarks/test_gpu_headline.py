@@ -29,15 +29,31 @@ def test_a_run_starts_only_if_the_mean_run_still_fits_the_budget(elapsed, durati
     assert gpu_headline.fits(elapsed, durations, 450) is fits
 
 
-def test_lrs_come_from_the_dev_sweep_where_it_chose(tmp_path):
-    sweep = tmp_path / "lr-sweep.json"
-    sweep.write_text(json.dumps({"best_lr": {"embed-distill-cosine": 0.0008, "embed-distill+group-p": None}}))
-    lrs = gpu_headline.chosen_lrs(sweep)
-    assert lrs == {"embed-distill-cosine": 0.0008}
+def test_lrs_come_from_each_tables_dev_sweep_where_it_chose(tmp_path):
+    sweep_a, sweep_c = tmp_path / "A.json", tmp_path / "C.json"
+    sweep_a.write_text(json.dumps({"best_lr": {"embed-distill-cosine": 0.0008, "embed-distill+group-p": None}}))
+    sweep_c.write_text(json.dumps({"best_lr": {"embed-distill+group-p": 5e-05}}))
+    lrs = gpu_headline.chosen_lrs({"A": sweep_a, "B": tmp_path / "missing.json", "C": sweep_c})
+    assert lrs == {"A": {"embed-distill-cosine": 0.0008}, "C": {"embed-distill+group-p": 5e-05}}
     assert gpu_headline.job_lr(gpu_headline.Job("A", "mse", 0, 4e-4), lrs)[0] == 0.0008  # mse borrows embed's
     assert gpu_headline.job_lr(gpu_headline.Job("A", "embed-distill+group-p", 0, 4e-4), lrs)[0] == 4e-4
+    assert gpu_headline.job_lr(gpu_headline.Job("C", "embed-distill+group-p", 0, 1e-4), lrs)[0] == 5e-05
+    assert gpu_headline.job_lr(gpu_headline.Job("C", "embed-distill-cosine", 0, 1e-4), lrs)[0] == 1e-4  # A's is A's
+    assert gpu_headline.job_lr(gpu_headline.Job("B", "simcse", 0, 1e-4), lrs)[0] == 1e-4
     assert gpu_headline.job_lr(gpu_headline.Job("A", "teacher", None), lrs) == (None, "untrained")
-    assert gpu_headline.chosen_lrs(tmp_path / "missing.json") == {}
+
+
+def test_p_comes_from_the_first_finished_p_sweep(tmp_path, monkeypatch):
+    long, short = tmp_path / "long", tmp_path / "short"
+    for runs, best in ((long, None), (short, 0.5)):
+        (runs / "B").mkdir(parents=True)
+        (runs / "B" / "p-sweep.json").write_text(json.dumps({"best_p_on_dev": best}))
+    monkeypatch.setattr(gpu_headline, "P_SWEEP_RUNS", (long, short))
+    assert gpu_headline.sweep_p("B") == 0.5  # the long sweep has not finished
+    (long / "B" / "p-sweep.json").write_text(json.dumps({"best_p_on_dev": 0.3}))
+    assert gpu_headline.sweep_p("B") == 0.3
+    assert gpu_headline.job_spec(gpu_headline.Job("B", "group-p-devp", 0, 1e-4))[1].group_p == 0.3
+    assert gpu_headline.sweep_p("A") is None
 
 
 def test_every_queued_job_is_a_row_of_its_table_and_b_teachers_come_first():
