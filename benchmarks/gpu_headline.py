@@ -58,9 +58,9 @@ class Job:
 
 
 # Each table's lrs and p come from its CPU sweeps on STS-B dev at the table's own steps, where they have chosen
-# (an lr only where the grid's best is interior); the lrs in QUEUE are the fallback for rows no sweep has
-# chosen yet. Table B's Group-P runs at the 600-step sweep's best p once that sweep has finished (3 seeds per
-# point), else at the 150-step sweep's (0.5).
+# (``quality_runner.chosen_lr``: an interior best, or a lowest point under the untrained start); the lrs in
+# QUEUE are the fallback for rows no sweep has chosen yet. Table B's Group-P runs at the 600-step sweep's best p
+# once that sweep has finished (3 seeds per point), else at the 150-step sweep's (0.5).
 RESULTS = BENCHMARKS / "results"
 LR_SWEEPS = {"A": RESULTS / "quality_runs-steps1000-K2-lrdev" / "A" / "lr-sweep.json",
              "B": RESULTS / "quality_runs-steps600-K4-lrdev" / "B" / "lr-sweep.json",
