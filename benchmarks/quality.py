@@ -12,12 +12,15 @@ Every run of a benchmark (``--steps/--K/--lr``) has the same steps, batch and ma
 best point is interior. Resumable: finished runs are files ``results/quality_runs-<tag>/<table>/<row>
 [-seed<k>].json`` and are skipped; a run stopped midway resumes from its last checkpoint
 (``benchmarks/cache/quality-steps<S>-K<K>/models/<run>.partial``). The queue (``QUEUE``) is ordered by
-importance.
+importance; ``--runs`` runs a list of its runs instead, so that a second process (a second core) takes
+other runs. Two processes must never train the same model at once: a table B student trains any
+SimCSE teacher it lacks, so give a second process only runs whose teachers are trained or its own.
 
     python benchmarks/quality.py --steps 1000 --lr dev --tables AC   # issue 15's tables A and C (long)
     python benchmarks/quality.py --steps 600 --K 4 --lr dev --tables B
     python benchmarks/quality.py --report --steps 150                # rebuild results/quality-<tag>.{json,md}
     python benchmarks/quality.py --p-sweep --tables B                # STS-B dev sweep of Group-P's p
+    python benchmarks/quality.py --steps 600 --K 4 --lr dev --tables B --runs vanilla-kd:2   # beside the queue
 """
 
 from __future__ import annotations
@@ -90,6 +93,18 @@ def plan(settings: Settings, tables: str) -> list[Callable[[], object]]:
     return queue
 
 
+def parse_runs(table: str, items: list[str]) -> list[tuple[str, int]]:
+    """``ROW:SEED`` items of ``--runs`` as (row, seed) of a trained row of ``table``."""
+    runs = []
+    for item in items:
+        row, _, seed = item.partition(":")
+        if row not in ROWS[table] or ROWS[table][row].loss is None or not seed.isdigit():
+            trained = ", ".join(name for name, spec in ROWS[table].items() if spec.loss is not None)
+            raise ValueError(f"--runs takes ROW:SEED with a trained row of table {table} ({trained}), got {item!r}")
+        runs.append((row, int(seed)))
+    return runs
+
+
 def quiet_report(settings: Settings) -> None:
     """Rebuild the report after a run, so that a stopped queue leaves its tables up to date."""
     try:
@@ -117,11 +132,20 @@ def main() -> int:
     parser.add_argument("--tables", default="A", help="tables to run, in order of priority (e.g. AC)")
     parser.add_argument("--sweep", action="store_true", help="only the STS-B dev lr sweeps of --tables")
     parser.add_argument("--p-sweep", action="store_true", help="only the STS-B dev sweep of Group-P's p of --tables")
+    parser.add_argument("--runs", nargs="+", metavar="ROW:SEED",
+                        help="only these runs of the one table in --tables, in order (finished ones are skipped): "
+                             "a second process takes other runs of the queue, e.g. one per core")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     tables = args.tables.upper()
     if not tables or not set(tables) <= set(ROWS):
         parser.error(f"--tables takes letters of {''.join(ROWS)}")
+    if args.runs and len(tables) != 1:
+        parser.error("--runs takes one table in --tables")
+    try:
+        runs = parse_runs(tables, args.runs or [])
+    except ValueError as error:
+        parser.error(str(error))
     settings = settings_from(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("sentence_transformers", "transformers", "mteb", "datasets", "httpx"):
@@ -141,6 +165,10 @@ def main() -> int:
         elif args.p_sweep:
             for table in tables:
                 p_sweep(settings, table)
+        elif runs:
+            for row, seed in runs:
+                run_row(settings, tables, row, seed)
+                quiet_report(settings)
         else:
             for step in plan(settings, tables):
                 step()

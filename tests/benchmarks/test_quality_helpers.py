@@ -219,6 +219,15 @@ def test_every_queued_row_runs_three_seeds_once_each():
             assert sorted(seed for name, seed in runs if name == row) == [0, 1, 2], (table, row)
 
 
+def test_listed_runs_name_trained_rows_of_their_table_with_a_seed():
+    import quality
+
+    assert quality.parse_runs("B", ["simcse:2", "distillcse-devp:0"]) == [("simcse", 2), ("distillcse-devp", 0)]
+    for bad in ("initial-student:0", "simcse", "simcse:x", "embed-distill-cosine:1"):
+        with pytest.raises(ValueError, match="ROW:SEED"):
+            quality.parse_runs("B", [bad])
+
+
 def test_every_untrained_row_names_its_model_except_the_report_only_one():
     untrained = {(table, row) for table, rows in quality_rows.ROWS.items() for row, spec in rows.items()
                  if spec.loss is None}
