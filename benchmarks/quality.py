@@ -95,12 +95,13 @@ def plan(settings: Settings, tables: str) -> list[Callable[[], object]]:
 
 def parse_runs(table: str, items: list[str]) -> list[tuple[str, int]]:
     """``ROW:SEED`` items of ``--runs`` as (row, seed) of a trained row of ``table``."""
+    trained = [name for name, spec in ROWS[table].items() if spec.loss is not None]
     runs = []
     for item in items:
         row, _, seed = item.partition(":")
-        if row not in ROWS[table] or ROWS[table][row].loss is None or not seed.isdigit():
-            trained = ", ".join(name for name, spec in ROWS[table].items() if spec.loss is not None)
-            raise ValueError(f"--runs takes ROW:SEED with a trained row of table {table} ({trained}), got {item!r}")
+        if row not in trained or not seed.isdigit():
+            raise ValueError(f"--runs takes ROW:SEED with a trained row of table {table} ({', '.join(trained)}), "
+                             f"got {item!r}")
         runs.append((row, int(seed)))
     return runs
 
@@ -143,7 +144,7 @@ def main() -> int:
     if args.runs and len(tables) != 1:
         parser.error("--runs takes one table in --tables")
     try:
-        runs = parse_runs(tables, args.runs or [])
+        runs = parse_runs(tables, args.runs) if args.runs else []
     except ValueError as error:
         parser.error(str(error))
     settings = settings_from(args)
@@ -165,12 +166,9 @@ def main() -> int:
         elif args.p_sweep:
             for table in tables:
                 p_sweep(settings, table)
-        elif runs:
-            for row, seed in runs:
-                run_row(settings, tables, row, seed)
-                quiet_report(settings)
         else:
-            for step in plan(settings, tables):
+            listed = [lambda r=row, s=seed: run_row(settings, tables, r, s) for row, seed in runs]
+            for step in listed or plan(settings, tables):
                 step()
                 quiet_report(settings)
     print(report(settings))
