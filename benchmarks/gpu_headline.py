@@ -13,7 +13,7 @@ The GPU machine has sentence-transformers 6.0.1 and neither ``datasets`` nor ``m
   6.2's source (the package needs >= 6.2; it runs on the machine's transformers 5.17). The device call
   carries that folder. all-mpnet-base-v2 (420 MB) does not fit: table C runs only where ``--mpnet DIR``
   names a copy of it.
-- Training is a plain loop over the benchmark's own losses (``quality_rows.build_loss``): the Trainer
+- Training is a plain loop over the benchmark's own losses (``quality.rows.build_loss``): the Trainer
   needs ``datasets``. STS-B dev every ``eval_steps``, the best state kept (selected on dev only).
 - Scores are ST's ``EmbeddingSimilarityEvaluator`` (cosine Spearman x 100, MTEB's main score for these
   tasks) on each task's test file, through the package's ``sts_dev_evaluator``; max length 256.
@@ -58,7 +58,7 @@ class Job:
 
 
 # Each table's lrs and p come from its CPU sweeps on STS-B dev at the table's own steps, where they have chosen
-# (``quality_runner.chosen_lr``: an interior best, or a lowest point under the untrained start); the lrs in
+# (``quality.runner.chosen_lr``: an interior best, or a lowest point under the untrained start); the lrs in
 # QUEUE are the fallback for rows no sweep has chosen yet. Table B's Group-P runs at the 600-step sweep's best p
 # once that sweep has finished (3 seeds per point), else at the 150-step sweep's (0.5).
 RESULTS = BENCHMARKS / "results"
@@ -127,14 +127,14 @@ def chosen_lrs(sweeps: Mapping[str, Path]) -> dict[str, dict[str, float]]:
 
 def sweep_p(table: str) -> float | None:
     """The table's best p on STS-B dev: from the first sweep of ``P_SWEEP_RUNS`` that has finished."""
-    from quality_rows import read_best_p
+    from quality.rows import read_best_p
 
     return next((p for runs in P_SWEEP_RUNS if (p := read_best_p(runs, table)) is not None), None)
 
 
 def job_spec(job: Job):
     """(base row, Row at its p, K) of a job; ``-devp`` rows take :func:`sweep_p`."""
-    from quality_rows import row_spec
+    from quality.rows import row_spec
 
     return row_spec(job.table, job.row, 2, sweep_p(job.table))
 
@@ -191,7 +191,7 @@ class Runner:
 
     def __init__(self, steps: int, batch_size: int, device: str, pairs: int | None, mpnet: Path | None,
                  minilm: Path) -> None:
-        from quality_rows import Settings
+        from quality.rows import Settings
 
         self.settings = Settings(steps=steps, batch_size=batch_size, lr=None)
         self.device, self.pairs, self.models = device, pairs, {"minilm": minilm, "mpnet": mpnet}
@@ -217,7 +217,7 @@ class Runner:
         return model
 
     def texts(self, table: str) -> list[str]:
-        from quality_rows import corpus_stsb, corpus_wiki
+        from quality.rows import corpus_stsb, corpus_wiki
 
         return corpus_wiki(self.settings) if table in ("A", "C") else corpus_stsb(self.settings)[0]
 
@@ -243,7 +243,7 @@ class Runner:
 
     def evaluate(self, model, tasks: Sequence[str]) -> dict[str, float]:
         """Cosine Spearman x 100 on each task's test file (the first ``pairs`` pairs with ``--smoke``)."""
-        from quality_rows import EVAL_MAX_SEQ_LENGTH, sts_file
+        from quality.rows import EVAL_MAX_SEQ_LENGTH, sts_file
 
         from distillcse_st.evaluation import sts_dev_evaluator
 
@@ -266,7 +266,7 @@ class Runner:
         """The plain training loop: AdamW, linear decay, bf16 forward passes on CUDA, best dev state kept."""
         import torch
         from common import set_seed
-        from quality_rows import build_loss
+        from quality.rows import build_loss
         from sentence_transformers.util import batch_to_device
 
         set_seed(job.seed)
@@ -302,7 +302,7 @@ class Runner:
                        "train_seconds": time.perf_counter() - start}
 
     def run(self, job: Job, lr: float | None) -> dict[str, Any]:
-        from quality_rows import EVAL_MODELS, TASKS
+        from quality.rows import EVAL_MODELS, TASKS
 
         if lr is None:
             model, record = self.load(EVAL_MODELS[job.table, job.row]), {}
@@ -316,7 +316,7 @@ class Runner:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    from quality_rows import ROWS
+    from quality.rows import ROWS
 
     lines = [f"# GPU headline runs ({result['machine'].get('gpu', 'no GPU')}, {result['machine']['date']})", "",
              f"{result['settings']['steps']} steps of batch {result['settings']['batch_size']}, bf16 forward passes, "

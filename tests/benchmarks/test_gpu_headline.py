@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import gpu_headline  # noqa: E402
-import quality_rows  # noqa: E402
+from quality import rows as quality_rows  # noqa: E402
 
 
 def test_batches_cover_each_epoch_once_and_are_seeded():

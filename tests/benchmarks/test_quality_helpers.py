@@ -16,9 +16,10 @@ import torch
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import quality_report  # noqa: E402
-import quality_rows  # noqa: E402
-import quality_runner  # noqa: E402
+from quality import queue as quality_queue  # noqa: E402
+from quality import report as quality_report  # noqa: E402
+from quality import rows as quality_rows  # noqa: E402
+from quality import runner as quality_runner  # noqa: E402
 from reference_group_p import reference_group_p_pairing  # noqa: E402
 from speed_group_p import same_groups, teacher_logits  # noqa: E402
 
@@ -200,19 +201,15 @@ def test_dev_curves_leave_step_zero_to_the_start_row_and_average_runs_at_the_sam
 
 
 def test_the_queue_sweeps_every_lr_family_and_table_b_sweeps_simcse_before_its_students():
-    import quality
-
-    for table, queue in quality.QUEUE.items():
+    for table, queue in quality_queue.QUEUE.items():
         swept = [row for step, rows, _ in queue if step == "sweep" for row in rows]
         assert sorted(swept) == sorted(quality_rows.SWEEP_ROWS[table])
-    b_sweeps = [rows for step, rows, _ in quality.QUEUE["B"] if step == "sweep"]
+    b_sweeps = [rows for step, rows, _ in quality_queue.QUEUE["B"] if step == "sweep"]
     assert b_sweeps[0] == ("simcse",)
 
 
 def test_every_queued_row_runs_three_seeds_once_each():
-    import quality
-
-    for table, queue in quality.QUEUE.items():
+    for table, queue in quality_queue.QUEUE.items():
         runs = [(row, seed) for step, rows, seeds in queue if step == "rows" for seed in seeds for row in rows]
         assert len(runs) == len(set(runs)), table
         for row in {row for row, _ in runs}:
@@ -220,12 +217,10 @@ def test_every_queued_row_runs_three_seeds_once_each():
 
 
 def test_listed_runs_name_trained_rows_of_their_table_with_a_seed():
-    import quality
-
-    assert quality.parse_runs("B", ["simcse:2", "distillcse-devp:0"]) == [("simcse", 2), ("distillcse-devp", 0)]
+    assert quality_queue.parse_runs("B", ["simcse:2", "distillcse-devp:0"]) == [("simcse", 2), ("distillcse-devp", 0)]
     for bad in ("initial-student:0", "simcse", "simcse:x", "embed-distill-cosine:1"):
         with pytest.raises(ValueError, match="ROW:SEED"):
-            quality.parse_runs("B", [bad])
+            quality_queue.parse_runs("B", [bad])
 
 
 def test_every_untrained_row_names_its_model_except_the_report_only_one():

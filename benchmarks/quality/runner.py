@@ -29,7 +29,8 @@ from common import (
     set_seed,
     write_json,
 )
-from quality_rows import (
+
+from .rows import (
     EVAL_MAX_SEQ_LENGTH,
     EVAL_MODELS,
     LR_GRID,

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 from common import RESULTS, machine_info, read_json, write_json
-from quality_rows import P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, Settings
+
+from .rows import P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, Settings
 
 Runs = dict[str, list[dict[str, Any]]]
 
