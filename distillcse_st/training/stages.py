@@ -7,6 +7,11 @@ When no checkpoint beats the start on dev (SimCSE on an already strong model doe
 It works in ``OUTPUT.partial/`` (see :mod:`~distillcse_st.training.outputs`): an interrupted
 stage resumes from its last checkpoint when run again with the same settings.
 
+A stage runs the same on one process or on several (``torchrun``, ``accelerate launch``; CPU processes
+with gloo when there is no accelerator): the batch is the global batch, split between the processes, whose
+losses gather the embeddings of all of them, so that N processes train like one. Every process trains and
+evaluates; the main process alone writes the output, and the others wait for it.
+
 The student trains, and is scored on dev, at the run's ``max_seq_length`` (the authors' 32 tokens by default),
 but is saved with its base model's maximum length, so that it encodes long texts as its base did.
 """
@@ -20,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
@@ -107,20 +113,36 @@ def warn_if_below_start(start_dev: float | None, dev: float) -> None:
 
 
 def training_arguments(output: Path, training_options: dict[str, Any] | None) -> SentenceTransformerTrainingArguments:
-    """Trainer arguments for a stage writing ``output``: the authors' defaults updated by ``training_options``."""
-    options = {**TRAINING_DEFAULTS, **(training_options or {}), **FIXED_TRAINING_ARGUMENTS}
+    """Trainer arguments for a stage writing ``output``: the authors' defaults updated by ``training_options``.
+
+    Their ``per_device_train_batch_size`` is the global batch: each of the run's ``world_size`` processes
+    gets an equal share of it. Without an accelerator, the processes are CPU processes (``use_cpu``).
+    Building the arguments sets up the processes of the run (``args.distributed_state``).
+    """
+    options = {
+        **TRAINING_DEFAULTS,
+        "use_cpu": not torch.accelerator.is_available(),
+        **(training_options or {}),
+        **FIXED_TRAINING_ARGUMENTS,
+    }
     options["output_dir"] = str(partial_dir(output) / CHECKPOINTS)
     try:
-        return SentenceTransformerTrainingArguments(**options)
+        args = SentenceTransformerTrainingArguments(**options)
     except (TypeError, ValueError) as error:
         raise InputError(f"invalid training arguments: {error}") from None
+    batch_size = args.per_device_train_batch_size
+    if batch_size % args.world_size:
+        raise InputError(
+            f"the batch size {batch_size} (the global batch) is not divisible by the {args.world_size} processes"
+        )
+    args.per_device_train_batch_size = batch_size // args.world_size
+    return args
 
 
 def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArguments) -> None:
-    if len(corpus) < args.per_device_train_batch_size:
-        raise InputError(
-            f"the corpus has {len(corpus)} sentences, fewer than one batch ({args.per_device_train_batch_size})"
-        )
+    batch_size = args.per_device_train_batch_size * args.world_size
+    if len(corpus) < batch_size:
+        raise InputError(f"the corpus has {len(corpus)} sentences, fewer than one batch ({batch_size})")
 
 
 def stage_config(
@@ -185,7 +207,8 @@ def run_stage(
 
     A fresh run scores the start on dev first (:class:`StartScore`; the Trainer still keeps the best trained
     checkpoint). ``model`` trains at ``max_seq_length`` (default: its own) and is saved with the maximum
-    length it came with. Returns the stage record also written to ``output/stage.json``.
+    length it came with. Returns the stage record also written to ``output/stage.json`` (by the main process;
+    every process returns once it is written).
     """
     work = partial_dir(output)
     saved_max_seq_length = model.max_seq_length
@@ -205,12 +228,12 @@ def run_stage(
     if resume_from_checkpoint:
         logger.info("Resuming from %s", resume_from_checkpoint)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.accelerator.wait_for_everyone()  # every process is done with the checkpoints and the cache
     # The Trainer has loaded the best checkpoint, whose score it knows; evaluate only a run too short to have one.
     best = trainer.state.best_metric
     dev = 100 * (best if best is not None else evaluator(model)[evaluator.primary_metric])
     logger.info("Final STS-B dev Spearman: %.2f", dev)
     model.max_seq_length = saved_max_seq_length
-    model.save(str(work))
     history = dev_history(trainer.state.log_history)
     start_dev = start_score(history)
     warn_if_below_start(start_dev, dev)
@@ -223,11 +246,15 @@ def run_stage(
         "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
         "history": history,
         "train_runtime": next((e["train_runtime"] for e in trainer.state.log_history if "train_runtime" in e), None),
+        "world_size": args.world_size,
     }
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    shutil.rmtree(work / TEACHER_CACHE, ignore_errors=True)
-    write_json(work / STAGE_FILE, record)
-    finish(work, output)
+    if trainer.is_world_process_zero():
+        model.save(str(work))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        shutil.rmtree(work / TEACHER_CACHE, ignore_errors=True)
+        write_json(work / STAGE_FILE, record)
+        finish(work, output)
+    trainer.accelerator.wait_for_everyone()
     return record
 
 
@@ -254,9 +281,10 @@ def train_simcse(
     config = stage_config("simcse", model_dir, corpus, max_seq_length, loss_options, training_options)
     args, evaluator, model = stage_setup(model_dir, corpus, output, training_options, dev_file)
     with loss_arguments():
-        loss = GroupPDistillLoss(model, distillation_weight=0.0, **loss_options)
+        loss = GroupPDistillLoss(model, distillation_weight=0.0, gather_across_devices=True, **loss_options)
     describe(model, f"Unsupervised SimCSE of {model_name(model_dir)}", model_dir)
-    start(output, config, overwrite)
+    with args.main_process_first(local=False, desc="output directory"):
+        start(output, config, overwrite)
     return run_stage(
         model, corpus, loss, args, evaluator, output, config, max_seq_length, resume_from_checkpoint, callbacks
     )
@@ -307,17 +335,23 @@ def train_distill(
     teachers = None if precompute else [load_model(directory, "teacher") for directory in teacher_dirs]
     with loss_arguments():
         if len(teacher_dirs) == 1:
-            loss = GroupPDistillLoss(model, teacher=teachers and teachers[0], **loss_options)
+            loss = GroupPDistillLoss(
+                model, teacher=teachers and teachers[0], gather_across_devices=True, **loss_options
+            )
         else:
-            loss = MultiTeacherAvgLoss(model, teachers=teachers, weights=teachers and weights, **loss_options)
+            loss = MultiTeacherAvgLoss(
+                model, teachers=teachers, weights=teachers and weights, gather_across_devices=True, **loss_options
+            )
     label = "teacher" if len(teacher_dirs) == 1 else "teachers"
     names = ", ".join(model_name(directory) for directory in teacher_dirs)
     describe(model, f"DistillCSE student of {model_name(model_dir)}, {label}: {names}", model_dir)
-    work = start(output, config, overwrite)
+    with args.main_process_first(local=False, desc="output directory"):
+        work = start(output, config, overwrite)
     dataset = corpus
     if precompute:
         embeddings = cached_teacher_embeddings(
-            corpus["text"], teacher_dirs, weights, cache_dir or work / TEACHER_CACHE, max_seq_length
+            corpus["text"], teacher_dirs, weights, cache_dir or work / TEACHER_CACHE, max_seq_length,
+            args.distributed_state,
         )
         dataset = with_cached_labels(corpus, embeddings)
     return run_stage(

@@ -3,7 +3,8 @@
 The cache holds :func:`~distillcse_st.teachers.encode_stacked` of a list of texts: the teachers'
 normalised embeddings side by side, block ``k`` scaled by ``sqrt(w_k)``, so that a dot product of two rows
 is the weighted teacher similarity. Its file name is a hash of the texts, the teachers' files, the weights
-and the maximum sequence length, so any change makes a new cache.
+and the maximum sequence length, so any change makes a new cache; the number of processes that encoded it
+is not part of it. In a multi-process run every process encodes its share of the rows into the one file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 
 from distillcse_st.models import load_model
@@ -54,38 +56,65 @@ def cached_teacher_embeddings(
     weights: Sequence[float] | None,
     cache_dir: str | Path,
     max_seq_length: int,
+    state: PartialState,
     batch_size: int = 256,
     show_progress_bar: bool = True,
 ) -> np.ndarray:
     """The ``(len(texts), sum_k dim_k)`` stacked teacher embeddings, read-only memory-mapped float16.
 
     Computed once (teachers loaded from ``teacher_dirs``, inputs truncated at ``max_seq_length`` tokens
-    as the student's) and then read from ``cache_dir``.
+    as the student's), shared out between the processes of ``state``, and then read from ``cache_dir``.
+    Every process of ``state`` must call it: they wait for each other.
     """
     weights = resolve_weights(weights, len(teacher_dirs))
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"teachers-{cache_key(texts, teacher_dirs, weights, max_seq_length)}.npy"
+    path = Path(cache_dir) / f"teachers-{cache_key(texts, teacher_dirs, weights, max_seq_length)}.npy"
     if path.is_file():
         logger.info("Teacher embeddings: using the cache %s", path)
-        return np.load(path, mmap_mode="r")
-    logger.info(
-        "Teacher embeddings: encoding %d sentences with %d teacher(s) into %s", len(texts), len(teacher_dirs), path
-    )
+    else:
+        encode_into(path, texts, teacher_dirs, weights, max_seq_length, state, batch_size, show_progress_bar)
+    return np.load(path, mmap_mode="r")
+
+
+def encode_into(
+    path: Path,
+    texts: Sequence[str],
+    teacher_dirs: Sequence[str | Path],
+    weights: Sequence[float],
+    max_seq_length: int,
+    state: PartialState,
+    batch_size: int,
+    show_progress_bar: bool,
+) -> None:
+    """Write the cache ``path``: the main process creates it, every process encodes its share of the rows.
+
+    The rows go into a temporary file, renamed to ``path`` once all processes have written theirs, so that an
+    interrupted run leaves no cache behind.
+    """
     teachers = [load_model(directory, "teacher") for directory in teacher_dirs]
     for teacher in teachers:
         teacher.max_seq_length = min(teacher.max_seq_length or max_seq_length, max_seq_length)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    width = sum(teacher.get_embedding_dimension() for teacher in teachers)
     tmp = path.with_name(path.stem + ".tmp.npy")
-    output = None
-    for begin in range(0, len(texts), CHUNK):
-        block = encode_stacked(texts[begin : begin + CHUNK], teachers, weights, batch_size, show_progress_bar).numpy()
-        if output is None:
-            output = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(texts), block.shape[1]))
-        output[begin : begin + len(block)] = block
+    if state.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(texts), width)).flush()
+    state.wait_for_everyone()
+    output = np.load(tmp, mmap_mode="r+")
+    with state.split_between_processes(list(range(len(texts)))) as shard:
+        first, end = (shard[0], shard[-1] + 1) if shard else (0, 0)
+    logger.info(
+        "Teacher embeddings: process %d/%d encodes rows %d:%d of %d with %d teacher(s) into %s",
+        state.process_index + 1, state.num_processes, first, end, len(texts), len(teachers), path,
+    )
+    for begin in range(first, end, CHUNK):
+        chunk = texts[begin : min(begin + CHUNK, end)]
+        output[begin : begin + len(chunk)] = encode_stacked(chunk, teachers, weights, batch_size, show_progress_bar)
     output.flush()
     del output
-    os.replace(tmp, path)
-    return np.load(path, mmap_mode="r")
+    state.wait_for_everyone()
+    if state.is_main_process:
+        os.replace(tmp, path)
+    state.wait_for_everyone()
 
 
 class _LabelsFromCache:
