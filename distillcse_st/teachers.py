@@ -9,7 +9,9 @@ encodes a text column once per teacher instead and stores the stacked, weighted 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
 #: equal the sum of the teacher weights (unit blocks scaled by ``sqrt(w_k)``); loose enough for labels
 #: stored in float16.
 LABEL_NORM_RTOL = 1e-2
+
+#: Texts encoded at a time by :func:`add_teacher_embeddings`: bounds the embeddings it holds in memory.
+CHUNK_SIZE = 8192
+
+#: The storage types of an :func:`add_teacher_embeddings` column.
+LABEL_DTYPES = ("float32", "float16")
 
 
 def resolve_weights(weights: Sequence[float] | None, num_teachers: int) -> list[float]:
@@ -200,15 +208,21 @@ def encode_stacked(
     batch_size: int = 256,
     show_progress_bar: bool = True,
     prompt: str | None = None,
+    *,
+    pools: Sequence[dict[str, Any] | None] | None = None,
 ) -> Tensor:
-    """``(len(texts), sum_k dim_k)`` stacked teacher embeddings (see :func:`add_teacher_embeddings`)."""
+    """``(len(texts), sum_k dim_k)`` stacked teacher embeddings (see :func:`add_teacher_embeddings`).
+
+    ``pools``: one multi-process pool of sentence-transformers per teacher
+    (:meth:`~sentence_transformers.SentenceTransformer.start_multi_process_pool`), or None to encode in this process.
+    """
     weights = resolve_weights(weights, len(teachers))
     embeddings = [
         teacher.encode(
             list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar,
-            prompt=prompt,
+            prompt=prompt, pool=pool,
         ).cpu()
-        for teacher in teachers
+        for teacher, pool in zip(teachers, pools or [None] * len(teachers), strict=True)
     ]
     return stack_teacher_embeddings(embeddings, weights)
 
@@ -222,6 +236,9 @@ def add_teacher_embeddings(
     batch_size: int = 256,
     show_progress_bar: bool = True,
     prompts: str | Mapping[str, str] | None = None,
+    dtype: str = "float32",
+    chunk_size: int = CHUNK_SIZE,
+    devices: Sequence[str] | None = None,
 ) -> Dataset:
     """Precompute the teachers once: add a ``label`` column of stacked teacher embeddings.
 
@@ -235,19 +252,85 @@ def add_teacher_embeddings(
     ``(num_columns, width)``, one row per column. ``prompts`` are the prompts the student trains with
     (the Trainer's ``prompts`` argument: one string, or a column -> prompt mapping); the teachers encode
     the prompted texts, exactly as a live teacher sees the prompted batch.
+
+    The column is built in chunks of ``chunk_size`` texts: each chunk is encoded into a temporary ``.npy``
+    file (under ``TMPDIR``), then written by :meth:`datasets.Dataset.map`, so at most a chunk of embeddings
+    is held in memory besides the new column itself (in memory for an in-memory dataset, in a cache file
+    beside a dataset loaded from disk). ``dtype="float16"`` stores the rows rounded, in half the space; the
+    Trainer's batches and the losses read them as float32.
+    ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``) encodes with sentence-transformers'
+    multi-process pool, one process per device and teacher; the teachers are moved back where they were.
     """
+    from datasets.fingerprint import generate_random_fingerprint
+
     columns = _label_columns(dataset, column, label_column)
-    encoded = []
-    for name in columns:
-        prompt = prompts.get(name) if isinstance(prompts, Mapping) else prompts
-        texts = dataset[name]
-        unique_texts = list(dict.fromkeys(texts))
-        stacked = encode_stacked(unique_texts, teachers, weights, batch_size, show_progress_bar, prompt).numpy()
-        row_of = {text: row for row, text in enumerate(unique_texts)}
-        encoded.append(stacked[np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))])
-    if isinstance(column, str) or column is None:
-        return dataset.add_column(label_column, list(encoded[0]))
-    return dataset.add_column(label_column, np.stack(encoded, axis=1).tolist())  # (num_columns, width) per row
+    weights = resolve_weights(weights, len(teachers))
+    if dtype not in LABEL_DTYPES:
+        raise ValueError(f"dtype must be one of {LABEL_DTYPES}, got {dtype!r}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of texts, got {chunk_size}.")
+    with tempfile.TemporaryDirectory(prefix="teacher_embeddings-") as tmp, _pools(teachers, devices) as pools:
+        encoded = []  # per column: the row of each text in the file of its distinct texts, and that file
+        for number, name in enumerate(columns):
+            prompt = prompts.get(name) if isinstance(prompts, Mapping) else prompts
+            texts = dataset[name]
+            unique_texts = list(dict.fromkeys(texts))
+            row_of = {text: row for row, text in enumerate(unique_texts)}
+            rows = np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))
+            path = Path(tmp) / f"{number}.npy"
+            _encode_to_file(path, unique_texts, teachers, weights, batch_size, show_progress_bar, prompt, dtype,
+                            chunk_size, pools)
+            encoded.append((rows, np.load(path, mmap_mode="r")))
+
+        def label_rows(_batch: Mapping[str, list], indices: list[int]) -> dict[str, np.ndarray]:
+            blocks = [stacked[rows[indices]] for rows, stacked in encoded]
+            if isinstance(column, str) or column is None:
+                return {label_column: blocks[0]}
+            return {label_column: np.stack(blocks, axis=1)}  # (num_columns, width) per row
+
+        return dataset.map(
+            label_rows, with_indices=True, batched=True, batch_size=chunk_size,
+            load_from_cache_file=False, new_fingerprint=generate_random_fingerprint(),
+        )
+
+
+def _encode_to_file(
+    path: Path,
+    texts: Sequence[str],
+    teachers: Sequence[SentenceTransformer],
+    weights: Sequence[float],
+    batch_size: int,
+    show_progress_bar: bool,
+    prompt: str | None,
+    dtype: str,
+    chunk_size: int,
+    pools: Sequence[dict[str, Any] | None],
+) -> None:
+    """Write :func:`encode_stacked` of ``texts`` as a ``dtype`` ``.npy`` file, ``chunk_size`` texts at a time."""
+    output = None
+    for begin in range(0, len(texts), chunk_size):
+        block = encode_stacked(
+            texts[begin : begin + chunk_size], teachers, weights, batch_size, show_progress_bar, prompt, pools=pools
+        ).numpy()
+        if output is None:
+            output = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(texts), block.shape[1]))
+        output[begin : begin + len(block)] = block
+    output.flush()
+
+
+@contextmanager
+def _pools(teachers: Sequence[SentenceTransformer], devices: Sequence[str] | None) -> Iterator[list[Any]]:
+    """One multi-process pool of sentence-transformers per teacher on ``devices``; without devices, none."""
+    if devices is None:
+        yield [None] * len(teachers)
+        return
+    with ExitStack() as stack:
+        pools = []
+        for teacher in teachers:
+            stack.callback(teacher.to, teacher.device)  # the pool leaves the teacher on the CPU
+            pools.append(teacher.start_multi_process_pool(list(devices)))
+            stack.callback(teacher.stop_multi_process_pool, pools[-1])
+        yield pools
 
 
 def _label_columns(dataset: Dataset, column: str | Sequence[str] | None, label_column: str) -> list[str]:
