@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging() -> None:
-    """Show this package's progress messages (INFO) and only warnings from other libraries."""
+    """Show this package's progress messages (INFO) and only warnings from other libraries.
+
+    In a multi-process run, the progress messages are those of the main process (``RANK`` 0 of the
+    launcher, ``torchrun`` or ``accelerate launch``); the other processes show warnings only.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("distillcse_st").setLevel(logging.INFO)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    logging.getLogger("distillcse_st").setLevel(logging.INFO if main_process else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,13 +47,11 @@ def check_run_dir(directory: Path, config: dict[str, Any], overwrite: bool) -> N
     """
     run_file = directory / RUN_FILE
     if directory.exists() and any(directory.iterdir()):
-        same = run_file.is_file() and read_json(run_file) == normalized(config)
-        if not same:
-            if not overwrite:
-                raise InputError(
-                    f"{directory} holds another run (different settings); use --overwrite to replace it"
-                )
-            shutil.rmtree(directory)
+        if run_file.is_file() and read_json(run_file) == normalized(config):
+            return
+        if not overwrite:
+            raise InputError(f"{directory} holds another run (different settings); use --overwrite to replace it")
+        shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json(run_file, normalized(config))
 

@@ -87,9 +87,13 @@ def encode_into(
 ) -> None:
     """Write the cache ``path``: the main process creates it, every process encodes its share of the rows.
 
-    The rows go into a temporary file, renamed to ``path`` once all processes have written theirs, so that an
-    interrupted run leaves no cache behind.
+    The rows go into a temporary file, renamed to ``path`` once all processes have written theirs: an
+    interrupted run leaves no incomplete cache under that name.
     """
+    logger.info(
+        "Teacher embeddings: encoding %d sentences with %d teacher(s) on %d process(es) into %s",
+        len(texts), len(teacher_dirs), state.num_processes, path,
+    )
     teachers = [load_model(directory, "teacher") for directory in teacher_dirs]
     for teacher in teachers:
         teacher.max_seq_length = min(teacher.max_seq_length or max_seq_length, max_seq_length)
@@ -102,10 +106,6 @@ def encode_into(
     output = np.load(tmp, mmap_mode="r+")
     with state.split_between_processes(list(range(len(texts)))) as shard:
         first, end = (shard[0], shard[-1] + 1) if shard else (0, 0)
-    logger.info(
-        "Teacher embeddings: process %d/%d encodes rows %d:%d of %d with %d teacher(s) into %s",
-        state.process_index + 1, state.num_processes, first, end, len(texts), len(teachers), path,
-    )
     for begin in range(first, end, CHUNK):
         chunk = texts[begin : min(begin + CHUNK, end)]
         output[begin : begin + len(chunk)] = encode_stacked(chunk, teachers, weights, batch_size, show_progress_bar)
