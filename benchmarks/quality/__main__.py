@@ -1,10 +1,13 @@
-"""Quality benchmark: the DistillCSE ablation at CPU scale (issues 8 and 15). Tables (``rows.ROWS``):
+"""Quality benchmark: the DistillCSE ablation at CPU scale (issues 8, 15 and 27). Tables (``rows.ROWS``):
 
 - A, compression: all-MiniLM-L6-v2 -> its first 3 layers, on Wikipedia sentences, STS7.
 - B, self-training as unsupervised in-domain adaptation on STS-B train sentences (scores never read, minus
   every sentence of STS-B dev/test and SICK-R), STS-B test + SICK-R (STS12-16 share its sentences).
 - C, cross-architecture distillation: all-mpnet-base-v2 -> the full all-MiniLM-L6-v2, Wikipedia, STS7.
 - D, adapting an already strong model without labels: all-MiniLM-L6-v2 on table B's corpus.
+- E, supervised pairs (SICK entailments, STS-B pairs scored >= 4; ``pairs.py``), ST's ways to use a teacher
+  against ``InBatchDistillLoss``, STS7, in blocks named by student and teacher: ``E1-minilm``, ``E1-mpnet``
+  (the 3-layer student), ``E2-mpnet``, ``E2-self`` (the full all-MiniLM-L6-v2).
 
 Every run of a benchmark (``--steps/--K/--lr``) has the same steps, batch and max length; STS-B dev every
 ``eval_steps``, the best checkpoint kept (selected on dev only) and scored once on its table's tasks.
@@ -21,6 +24,7 @@ SimCSE teacher it lacks, so give a second process only runs whose teachers are t
     python -m benchmarks.quality --report --steps 150                # rebuild results/quality-<tag>.{json,md}
     python -m benchmarks.quality --p-sweep --tables B                # STS-B dev sweep of Group-P's p
     python -m benchmarks.quality --steps 600 --K 4 --lr dev --tables B --runs vanilla-kd:2   # beside the queue
+    python -m benchmarks.quality --steps 200 --lr dev --tables E1-minilm,E1-mpnet --threads 1  # table E
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ import sys
 import torch
 from common import write_json
 
-from .queue import parse_runs, plan, quiet_report, sweeps
+from .queue import parse_runs, parse_tables, plan, quiet_report, sweeps
 from .report import report
-from .rows import DEFAULT_LR, ROWS, Settings
+from .rows import DEFAULT_LR, Settings
 from .runner import p_sweep, run_row
 
 
@@ -53,7 +57,9 @@ def main() -> int:
     parser.add_argument("--lr", default=f"{DEFAULT_LR:g}",
                         help="learning rate of every trained row, or 'dev': each row at its family's best lr on "
                              "STS-B dev (lr-sweep.json, run first by the queue); each lr is its own benchmark")
-    parser.add_argument("--tables", default="A", help="tables to run, in order of priority (e.g. AC)")
+    parser.add_argument("--tables", default="A",
+                        help="tables to run, in order of priority: letters (AC) or comma-separated names "
+                             "(E1-minilm,E2-mpnet)")
     parser.add_argument("--sweep", action="store_true", help="only the STS-B dev lr sweeps of --tables")
     parser.add_argument("--p-sweep", action="store_true", help="only the STS-B dev sweep of Group-P's p of --tables")
     parser.add_argument("--runs", nargs="+", metavar="ROW:SEED",
@@ -61,13 +67,11 @@ def main() -> int:
                              "a second process takes other runs of the queue, e.g. one per core")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    tables = args.tables.upper()
-    if not tables or not set(tables) <= set(ROWS):
-        parser.error(f"--tables takes letters of {''.join(ROWS)}")
-    if args.runs and len(tables) != 1:
-        parser.error("--runs takes one table in --tables")
     try:
-        runs = parse_runs(tables, args.runs) if args.runs else []
+        tables = parse_tables(args.tables)
+        if args.runs and len(tables) != 1:
+            raise ValueError("--runs takes one table in --tables")
+        runs = parse_runs(tables[0], args.runs) if args.runs else []
     except ValueError as error:
         parser.error(str(error))
     settings = settings_from(args)
@@ -88,7 +92,7 @@ def main() -> int:
             for table in tables:
                 p_sweep(settings, table)
         else:
-            listed = [lambda r=row, s=seed: run_row(settings, tables, r, s) for row, seed in runs]
+            listed = [lambda r=row, s=seed: run_row(settings, tables[0], r, s) for row, seed in runs]
             for step in listed or plan(settings, tables):
                 step()
                 quiet_report(settings)

@@ -6,15 +6,33 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .report import report
-from .rows import ROWS, SWEEP_ROWS, Settings
+from .rows import E_BLOCKS, ROWS, SWEEP_ROWS, Settings
 from .runner import eval_only, lr_sweep_step, p_sweep, run_row
 
 logger = logging.getLogger("quality")
 
-QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (step, rows, seeds), first things first
+Steps = list[tuple[str, tuple[str, ...], tuple[int, ...]]]  # (step, rows, seeds), first things first
+
+# Table E's blocks: MNRL alone and ours over it (vanilla KD and Group-P, their lrs swept side by side), ST's
+# multi-objective route, then GISTEmbedLoss and ours over it, the live teacher (same loss as precomputed), the
+# cached losses at batch 256, MarginMSELoss on the (small) triplet variant
+E_QUEUE: Steps = [("sweep", ("mnrl", "mnrl+kd"), ()),
+                  ("eval", ("initial-student", "teacher"), ()),
+                  ("rows", ("mnrl", "mnrl+kd", "mnrl+group-p"), (0,)),
+                  ("sweep", ("mnrl|embed-distill",), ()),
+                  ("rows", ("mnrl|embed-distill",), (0,)),
+                  ("rows", ("mnrl", "mnrl+kd", "mnrl+group-p", "mnrl|embed-distill"), (1, 2)),
+                  ("sweep", ("gist",), ()),
+                  ("rows", ("gist", "gist+kd"), (0, 1, 2)),
+                  ("rows", ("mnrl+kd-live",), (0, 1, 2)),
+                  ("sweep", ("cached-mnrl",), ()),
+                  ("rows", ("cached-mnrl", "cached-mnrl+kd"), (0, 1, 2)),
+                  ("sweep", ("margin-mse",), ()),
+                  ("rows", ("margin-mse",), (0, 1, 2))]
+QUEUE: dict[str, Steps] = {
     "A": [("sweep", ("embed-distill-cosine", "embed-distill+group-p"), ()),
           ("eval", ("initial-student", "teacher"), ()),
           ("rows", ("embed-distill-cosine", "embed-distill+group-p-balanced", "embed-distill+group-p"), (0,)),
@@ -39,6 +57,7 @@ QUEUE: dict[str, list[tuple[str, tuple[str, ...], tuple[int, ...]]]] = {  # (ste
     "D": [("sweep", SWEEP_ROWS["D"], ()),
           ("eval", ("initial-student",), ()),
           ("rows", ("simcse", "group-p-self"), (0, 1, 2))],
+    **{block: E_QUEUE for block in E_BLOCKS},
 }
 
 
@@ -55,7 +74,16 @@ def sweeps(settings: Settings, table: str) -> None:
             sweep(settings, table, rows)
 
 
-def plan(settings: Settings, tables: str) -> list[Callable[[], object]]:
+def parse_tables(text: str) -> list[str]:
+    """``--tables``: letters of tables A-D in order of priority (``AC``), or names separated by commas
+    (``E1-minilm,E2-mpnet,B``)."""
+    tables = [name for part in text.split(",") for name in ([part] if part in ROWS else part.upper())]
+    if not tables or not set(tables) <= set(ROWS):
+        raise ValueError(f"--tables takes letters of A-D or comma-separated names of {', '.join(ROWS)}: {text!r}")
+    return tables
+
+
+def plan(settings: Settings, tables: Sequence[str]) -> list[Callable[[], object]]:
     """The run queue of ``tables`` (in that order), most important first; rerunning skips what is finished."""
     queue: list[Callable[[], object]] = []
     for table in tables:

@@ -130,6 +130,13 @@ def report(settings: Settings) -> str:
                       + f" | {fmt(s)} | " + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
                       + (f" {PAPER[row]:.2f} |" if row in PAPER else " |") * bool(paper))
         md += [""] if rows else []
+        data = next((run["data"] for runs in rows.values() for run in runs if run.get("data")), None)
+        if data:  # table E: the supervised pairs (pairs.py)
+            md += [f"Data: {data['pairs']:,} (anchor, positive) pairs from {data['sick_entailment']:,} SICK train "
+                   f"entailments and {data['stsb_min_score']:,} STS-B train pairs scored >= 4, after dropping "
+                   + ", ".join(f"{count:,} {why.replace('_', '-')}" for why, count in data["dropped"].items())
+                   + f" (held out: a sentence of {', '.join(data['held_out_tasks'])}); {data['triplets']} of them "
+                   "with a SICK contradiction as hard negative.", ""]
         multi = rows.get("multi-teacher", [{}])[0]
         if multi.get("mpnet_dev") is not None:
             md += [f"all-mpnet-base-v2 (the second component) scores {multi['mpnet_dev']:.2f} on STS-B dev "

@@ -19,17 +19,28 @@ from common import CACHE, MAX_SEQ_LENGTH, RESULTS, STS_DIR, wiki_sentences
 from torch import nn
 
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
+E_BLOCKS = {  # table E's blocks: (student, teacher) on supervised pairs (pairs.py)
+    "E1-minilm": ("pruned-minilm", "minilm"),
+    "E1-mpnet": ("pruned-minilm", "mpnet"),
+    "E2-mpnet": ("minilm", "mpnet"),
+    "E2-self": ("minilm", "minilm"),  # the start model as its own frozen teacher
+}
 TASKS = {  # B and D train on STS-B train sentences: STS12-16 share many of them
     "A": STS7,
     "B": ["STSBenchmark", "SICK-R"],
     "C": STS7,
     "D": ["STSBenchmark", "SICK-R"],
+    **{block: STS7 for block in E_BLOCKS},  # table E drops every pair that shares a sentence with STS12-16
 }
 TITLES = {
     "A": "A: compression (MiniLM-L6 -> 3 layers)",
     "B": "B: self-training on STS-B train sentences",
     "C": "C: cross-architecture distillation (all-mpnet-base-v2 -> all-MiniLM-L6-v2)",
     "D": "D: adapting an already strong model (all-MiniLM-L6-v2) on STS-B train sentences, no labels",
+    "E1-minilm": "E1: supervised pairs, student MiniLM-L6's first 3 layers, teacher all-MiniLM-L6-v2",
+    "E1-mpnet": "E1: supervised pairs, student MiniLM-L6's first 3 layers, teacher all-mpnet-base-v2",
+    "E2-mpnet": "E2: supervised pairs, student all-MiniLM-L6-v2, teacher all-mpnet-base-v2",
+    "E2-self": "E2: supervised pairs, student all-MiniLM-L6-v2, the start model as its own frozen teacher",
 }
 DEFAULT_LR = 1e-4
 TABLE_P = 0.1  # Group-P's p of every row that does not name another
@@ -41,6 +52,9 @@ LR_GRID = {  # each table's first three points (one interior), extended by x2 / 
     # from its teacher
     "B": (2.5e-5, 5e-5, 1e-4),  # SimCSE from a trained model: table B's 150-step sweep chose 5e-5
     "D": (2.5e-5, 5e-5, 1e-4),
+    # supervised fine-tuning: the 3-layer student from the probe's 1e-4 and 2e-4, the full model lower
+    **{block: (5e-5, 1e-4, 2e-4) if student == "pruned-minilm" else (2.5e-5, 5e-5, 1e-4)
+       for block, (student, _) in E_BLOCKS.items()},
 }
 P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shuffle, no ranking left
 # the p sweep's first points (0.1 published, 0.5 the 150-step sweep's best), extended one step along P_SWEEP
@@ -106,13 +120,39 @@ class Settings:
 class Row:
     """A table row: ``loss`` is a :func:`build_loss` kind (``None``: not trained here); ``lr_row`` names the
     row whose lr sweep sets its lr under ``--lr dev`` (default: itself); ``distillation_weight`` is the
-    in-batch term's lambda in the kinds that have one."""
+    in-batch term's lambda in the kinds that have one; ``batch_size`` overrides the benchmark's (the row then
+    runs as many steps fewer as it sees the same texts)."""
 
     label: str
     loss: str | None = None
     group_p: float | None = TABLE_P
     lr_row: str | None = None
     distillation_weight: float = 1.0
+    batch_size: int | None = None
+
+
+CACHED_BATCH = 256  # the batch CachedMultipleNegativesRankingLoss is for, in table E
+
+
+def e_rows(teacher: str) -> dict[str, Row]:
+    """Table E's rows with ``teacher`` (its name in the labels); in-batch rows take vanilla KD's lr."""
+    return {
+        "initial-student": Row("start: the student, no training"),
+        "teacher": Row(f"teacher: {teacher}"),
+        "mnrl": Row("ST MultipleNegativesRankingLoss (MNRL)", "mnrl", None),
+        "mnrl+kd": Row("InBatchDistillLoss(MNRL), vanilla KD, precomputed teacher", "mnrl+kd", None),
+        "mnrl+group-p": Row("InBatchDistillLoss(MNRL), Group-P p=0.1, precomputed teacher", "mnrl+kd", TABLE_P,
+                            "mnrl+kd"),
+        "mnrl|embed-distill": Row("ST multi-objective: MNRL + EmbedDistillLoss (cosine) on the same texts",
+                                  "mnrl|embed-distill", None),
+        "gist": Row(f"ST GISTEmbedLoss, guide {teacher}", "gist", None),
+        "gist+kd": Row("InBatchDistillLoss(GISTEmbedLoss), vanilla KD", "gist+kd", None, "gist"),
+        "mnrl+kd-live": Row("InBatchDistillLoss(MNRL), vanilla KD, live teacher", "mnrl+kd-live", None, "mnrl+kd"),
+        "cached-mnrl": Row(f"ST CachedMNRL, batch {CACHED_BATCH}", "cached-mnrl", None, batch_size=CACHED_BATCH),
+        "cached-mnrl+kd": Row(f"InBatchDistillLoss(CachedMNRL), vanilla KD, batch {CACHED_BATCH}",
+                              "cached-mnrl+kd", None, "cached-mnrl", batch_size=CACHED_BATCH),
+        "margin-mse": Row("ST MarginMSELoss on teacher scores, triplets", "margin-mse", None),
+    }
 
 
 ROWS: dict[str, dict[str, Row]] = {
@@ -173,6 +213,8 @@ ROWS: dict[str, dict[str, Row]] = {
         "simcse": Row("SimCSE from the start model", "simcse", None),
         "group-p-self": Row("SimCSE + Group-P p=0.5, the start model as its own teacher", "kd", 0.5, "simcse"),
     },
+    **{block: e_rows({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[teacher] + (
+        " (the start model)" if block == "E2-self" else "")) for block, (_, teacher) in E_BLOCKS.items()},
 }
 EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the first 3 layers of minilm)
     ("A", "initial-student"): "pruned-minilm",
@@ -181,28 +223,50 @@ EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the
     ("C", "initial-student"): "minilm",
     ("C", "teacher"): "mpnet",
     ("D", "initial-student"): "minilm",
+    **{(block, "initial-student"): student for block, (student, _) in E_BLOCKS.items()},
+    **{(block, "teacher"): teacher for block, (_, teacher) in E_BLOCKS.items()},
 }
 SWEEP_ROWS = {  # the rows whose lr is swept on STS-B dev (--sweep); every other row borrows one's (Row.lr_row)
     "A": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive"),
     "B": ("simcse", "group-p"),
     "C": ("embed-distill-cosine", "embed-distill+group-p", "group-p-no-contrastive", "embed-distill-pca"),
     "D": ("simcse",),
+    **{block: ("mnrl", "mnrl+kd", "mnrl|embed-distill", "gist", "cached-mnrl", "margin-mse") for block in E_BLOCKS},
 }
 
 
-def build_loss(row: Row, model, teacher_dim: int | None = None) -> nn.Module:
+def build_loss(row: Row, model, teacher_dim: int | None = None, teacher=None) -> nn.Module | dict[str, nn.Module]:
     """The loss of a row (its kind, with its ``group_p`` and ``distillation_weight``); ``teacher_dim`` (the label
-    width) adds EmbedDistillLoss's projection if needed."""
-    from sentence_transformers.sentence_transformer.losses import EmbedDistillLoss, MSELoss
+    width) adds EmbedDistillLoss's projection if needed; ``teacher`` is the live teacher of the kinds that run one
+    (GISTEmbedLoss's guide, ``mnrl+kd-live``). ``mnrl|embed-distill`` is ST's multi-objective training: one loss
+    per dataset of a ``DatasetDict`` (``pairs``, ``distill``)."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        EmbedDistillLoss,
+        GISTEmbedLoss,
+        MarginMSELoss,
+        MSELoss,
+        MultipleNegativesRankingLoss,
+    )
 
     from distillcse_st.losses import GroupPDistillLoss, InBatchDistillLoss, MultiTeacherAvgLoss
 
     width = model.get_embedding_dimension()
     projection = teacher_dim if teacher_dim not in (None, width) else None
     group_p, weight = row.group_p, row.distillation_weight
+
+    def embed_distill() -> nn.Module:
+        return EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection)
+
+    def in_batch(base: nn.Module, teachers=None) -> nn.Module:
+        return InBatchDistillLoss(model, base, teachers=teachers, group_p=group_p, distillation_weight=weight)
+
+    def cached_mnrl() -> nn.Module:
+        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=64)
+
     losses = {
         "mse": lambda: MSELoss(model),
-        "embed-distill": lambda: EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection),
+        "embed-distill": embed_distill,
         "simcse": lambda: GroupPDistillLoss(model, distillation_weight=0.0),
         "kd": lambda: GroupPDistillLoss(model, group_p=group_p, distillation_weight=weight),
         "kd-only": lambda: GroupPDistillLoss(model, group_p=group_p, contrastive_weight=0.0,
@@ -210,10 +274,16 @@ def build_loss(row: Row, model, teacher_dim: int | None = None) -> nn.Module:
         "multi": lambda: MultiTeacherAvgLoss(model, group_p=group_p, distillation_weight=weight),
         "multi-only": lambda: MultiTeacherAvgLoss(model, group_p=group_p, contrastive_weight=0.0,
                                                   distillation_weight=weight),
-        "embed+kd": lambda: InBatchDistillLoss(
-            model, EmbedDistillLoss(model, distance_metric="cosine", projection_dim=projection), group_p=group_p,
-            distillation_weight=weight,
-        ),
+        "embed+kd": lambda: in_batch(embed_distill()),
+        "mnrl": lambda: MultipleNegativesRankingLoss(model),
+        "mnrl+kd": lambda: in_batch(MultipleNegativesRankingLoss(model)),
+        "mnrl+kd-live": lambda: in_batch(MultipleNegativesRankingLoss(model), [teacher]),
+        "mnrl|embed-distill": lambda: {"pairs": MultipleNegativesRankingLoss(model), "distill": embed_distill()},
+        "gist": lambda: GISTEmbedLoss(model, guide=teacher),
+        "gist+kd": lambda: in_batch(GISTEmbedLoss(model, guide=teacher)),
+        "cached-mnrl": cached_mnrl,
+        "cached-mnrl+kd": lambda: in_batch(cached_mnrl()),
+        "margin-mse": lambda: MarginMSELoss(model),
     }
     return losses[row.loss]()
 

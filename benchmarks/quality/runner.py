@@ -9,9 +9,11 @@ also train with ST's and with ``InBatchDistillLoss``, so the loss is built here 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,9 @@ from common import (
     write_json,
 )
 
+from .pairs import Pair, Triplet, table_e_data
 from .rows import (
+    E_BLOCKS,
     EVAL_MAX_SEQ_LENGTH,
     EVAL_MODELS,
     LR_GRID,
@@ -107,39 +111,51 @@ def dev_score(model) -> float:
 # ----------------------------------------------------------------------------------------------- training
 
 
-def train(
-    settings: Settings,
-    name: str,
-    texts: Sequence[str],
-    labels: np.ndarray | None,
-    spec: Row,
-    seed: int,
-    lr: float,
-    init: Callable[[], Any],
-) -> dict[str, Any]:
-    """Train one run with the package's stage runner (or read it back when finished); resumes a partial run."""
-    from datasets import Dataset
+@dataclass(frozen=True)
+class Training:
+    """What a run trains on: its dataset (a ``DatasetDict`` for ST's multi-objective rows), the student factory,
+    the fields it adds to the run file, the label width, the live teacher factory of the rows that run one and
+    the Trainer's batch sampler (pairs: ``no_duplicates``, so that no text is another pair's in-batch negative)."""
 
+    data: Any
+    init: Callable[[], Any]
+    extra: dict[str, Any]
+    teacher_dim: int | None = None
+    teacher: Callable[[], Any] | None = None
+    batch_sampler: str | None = None
+
+
+def train(settings: Settings, name: str, training: Training, spec: Row, seed: int, lr: float) -> dict[str, Any]:
+    """Train one run with the package's stage runner (or read it back when finished); resumes a partial run.
+
+    A row with its own batch size runs as many steps fewer (and evaluates as much more rarely) as its batch is
+    larger, so that it sees the same texts as the other rows."""
     from distillcse_st.training.outputs import start
     from distillcse_st.training.stages import STAGE_FILE, run_stage, training_arguments
 
     model_dir = settings.cache / "models" / name
+    batch = spec.batch_size or settings.batch_size
+    steps, eval_steps = (max(1, value * settings.batch_size // batch) for value in (settings.steps,
+                                                                                   settings.eval_steps))
     shaping = ("steps", "batch_size", "max_seq_length", "eval_steps", "warmup_ratio", "scheduler")
     config = {"name": name, "loss_kind": spec.loss, "group_p": spec.group_p,
               "distillation_weight": spec.distillation_weight, "seed": seed, "lr": lr,
-              "settings": {key: settings.record()[key] for key in shaping}}
+              "settings": {key: settings.record()[key] for key in shaping} | {
+                  "steps": steps, "batch_size": batch, "eval_steps": eval_steps}}
     if not (model_dir / STAGE_FILE).is_file():
         set_seed(seed)
-        model = init()
-        data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
-        loss = build_loss(spec, model, None if labels is None else labels.shape[1])
-        options = {"max_steps": settings.steps, "per_device_train_batch_size": settings.batch_size,
+        model = training.init()
+        teacher = training.teacher() if training.teacher else None
+        loss = build_loss(spec, model, training.teacher_dim, teacher)
+        options = {"max_steps": steps, "per_device_train_batch_size": batch,
                    "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
-                   "lr_scheduler_type": settings.scheduler, "eval_steps": settings.eval_steps,
-                   "save_steps": settings.eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
+                   "lr_scheduler_type": settings.scheduler, "eval_steps": eval_steps,
+                   "save_steps": eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
                    "disable_tqdm": True}
+        if training.batch_sampler:
+            options["batch_sampler"] = training.batch_sampler
         start(model_dir, config, overwrite=False)
-        run_stage(model, Dataset.from_dict(data), loss, training_arguments(model_dir, options), dev_evaluator(),
+        run_stage(model, training.data, loss, training_arguments(model_dir, options), dev_evaluator(),
                   model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
@@ -233,8 +249,19 @@ def eval_only(settings: Settings, table: str, row: str) -> None:
 # ----------------------------------------------------------------------------------------------- rows
 
 
-def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[list[str], np.ndarray | None,
-                                                                            Callable[[], Any], dict[str, Any]]:
+def training_data(settings: Settings, table: str, base: str, K: int) -> Training:
+    """What a row of ``table`` trains on."""
+    from datasets import Dataset
+
+    if table in E_BLOCKS:
+        return pairs_training(table, ROWS[table][base])
+    texts, labels, init, extra = corpus_data(settings, table, base, K)
+    data = {"text": list(texts)} | ({} if labels is None else {"label": list(labels)})
+    return Training(Dataset.from_dict(data), init, extra, None if labels is None else labels.shape[1])
+
+
+def corpus_data(settings: Settings, table: str, base: str, K: int) -> tuple[list[str], np.ndarray | None,
+                                                                          Callable[[], Any], dict[str, Any]]:
     """(texts, labels, student factory, extra run fields) of a row of ``table``."""
     if table in ("A", "C"):
         texts = corpus_wiki(settings)
@@ -269,6 +296,57 @@ def training_data(settings: Settings, table: str, base: str, K: int) -> tuple[li
     return texts, stacked(arrays), pruned_student, extra | {"teachers": [t["name"] for t in teachers]}
 
 
+class CachedTeacher:
+    """A teacher for ``add_teacher_embeddings`` that serves each text's cached embedding (a label path shared
+    with the package, each text encoded once per teacher)."""
+
+    def __init__(self, texts: Sequence[str], array: np.ndarray) -> None:
+        self.rows = dict(zip(texts, array))
+        self.width = array.shape[1]
+
+    def encode(self, texts: Sequence[str], **_: Any) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.rows[text] for text in texts]))
+
+
+def cached_teacher(teacher: str, pairs: Sequence[Pair], triplets: Sequence[Triplet]) -> CachedTeacher:
+    """``teacher``'s embeddings of every text of table E's data, cached under the texts' digest."""
+    texts = sorted({text for row in [*pairs, *triplets] for text in row})
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    path = TEACHER_EMBEDDINGS / f"pairs-{digest}-{teacher}.npy"
+    return CachedTeacher(texts, teacher_embeddings(path, texts, MODELS[teacher]))
+
+
+def columns(rows: Sequence[tuple[str, ...]], names: Sequence[str]) -> dict[str, list[str]]:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def pairs_training(table: str, spec: Row) -> Training:
+    """A table E row: (anchor, positive) pairs, with precomputed teacher labels where its loss reads them
+    (``add_teacher_embeddings`` over both columns), triplets with the teacher's margin for MarginMSELoss, or
+    the pairs beside their texts with teacher embeddings for ST's multi-objective training."""
+    from datasets import Dataset, DatasetDict
+
+    from distillcse_st.teachers import add_teacher_embeddings
+
+    student, teacher = E_BLOCKS[table]
+    pairs, triplets, stats = table_e_data()
+    cached = cached_teacher(teacher, pairs, triplets)
+    names = ["anchor", "positive"]
+    data = Dataset.from_dict(columns(pairs, names))
+    if spec.loss in ("mnrl+kd", "gist+kd", "cached-mnrl+kd"):
+        data = add_teacher_embeddings(data, [cached], column=names, show_progress_bar=False)
+    elif spec.loss == "margin-mse":
+        anchor, positive, negative = (cached.encode(column) for column in zip(*triplets))
+        margins = ((anchor * positive).sum(-1) - (anchor * negative).sum(-1)).tolist()
+        data = Dataset.from_dict(columns(triplets, [*names, "negative"]) | {"label": margins})
+    elif spec.loss == "mnrl|embed-distill":
+        texts = list(dict.fromkeys(text for pair in pairs for text in pair))
+        distill = add_teacher_embeddings(Dataset.from_dict({"text": texts}), [cached], show_progress_bar=False)
+        data = DatasetDict({"pairs": data, "distill": distill})
+    live = MODELS[teacher] if spec.loss in ("mnrl+kd-live", "gist", "gist+kd") else None
+    return Training(data, MODELS[student], {"data": stats, "teacher": teacher}, cached.width, live, "no_duplicates")
+
+
 def load_student(model_dir: str):
     from sentence_transformers import SentenceTransformer
 
@@ -294,11 +372,11 @@ def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | Non
     best_p = read_best_p(settings.runs, table)
     base, spec, K = row_spec(table, row, settings.K, best_p)
     lr = lr or sweep_lr(settings, table, spec.lr_row or base)
-    texts, labels, init, extra = training_data(settings, table, base, K)
-    record = train(settings, run_name(table, row, seed, lr, best_p), texts, labels, spec, seed, lr, init)
+    training = training_data(settings, table, base, K)
+    record = train(settings, run_name(table, row, seed, lr, best_p), training, spec, seed, lr)
     if not train_only:
         write_run(settings, table, row, seed, final_scores(load_student(record["model_dir"]), TASKS[table]),
-                  {"train": record, **extra})
+                  {"train": record, **training.extra})
     return record
 
 

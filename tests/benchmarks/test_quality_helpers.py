@@ -230,16 +230,24 @@ def test_every_untrained_row_names_its_model_except_the_report_only_one():
     assert set(quality_rows.EVAL_MODELS.values()) == set(quality_runner.MODELS)
 
 
-def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny_model_dir):
+def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny_model_dir, tiny_teacher_dir):
     from sentence_transformers import SentenceTransformer
 
+    from distillcse_st.losses import InBatchDistillLoss
+
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    teacher = SentenceTransformer(str(tiny_teacher_dir), device="cpu")
     for table, rows in quality_rows.ROWS.items():
         for name, row in rows.items():
             if row.loss is None:
                 continue
-            config = quality_rows.build_loss(row, model).get_config_dict()
-            if row.loss in ("mse", "embed-distill", "simcse"):  # no in-batch term, or SimCSE's weight 0
+            loss = quality_rows.build_loss(row, model, teacher=teacher)
+            if isinstance(loss, dict):  # ST's multi-objective training: ST's losses only
+                assert not any(isinstance(part, InBatchDistillLoss) for part in loss.values()), (table, name)
+                continue
+            config = loss.get_config_dict()
+            if row.loss in ("mse", "embed-distill", "simcse") or "+" not in row.loss and table.startswith("E"):
+                # no in-batch term (ST's losses), or SimCSE's weight 0
                 assert config.get("distillation_weight", 0.0) == 0.0, (table, name)
             else:
                 assert config["distillation_weight"] == row.distillation_weight, (table, name)
