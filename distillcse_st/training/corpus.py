@@ -111,6 +111,8 @@ def load_corpus(
     ``max_sentences`` keeps the first that many sentences (after cleaning); the dataset is named after the
     file. Raises :class:`~distillcse_st.errors.InputError` for a missing, unreadable or empty corpus.
     """
+    if max_sentences is not None and max_sentences < 1:
+        raise InputError(f"max_sentences must be at least 1, got {max_sentences}")
     total = blank = 0
     unique: dict[str, None] = {}
     for text in read_texts(path, text_field, column):

@@ -44,6 +44,7 @@ from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, r
 from distillcse_st.training.model_cards import describe, model_name
 from distillcse_st.training.outputs import finish, partial_dir, start, write_json
 from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
+from distillcse_st.training.trainable import check_max_seq_length, check_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def training_arguments(output: Path, training_options: dict[str, Any] | None) ->
             f"the batch size {batch_size} (the global batch) is not divisible by the {args.world_size} processes"
         )
     args.per_device_train_batch_size = batch_size // args.world_size
+    check_trainable(args)
     return args
 
 
@@ -155,6 +157,7 @@ def stage_config(
     **settings: Any,
 ) -> dict[str, Any]:
     """A run's settings (its ``run.json``, and ``stage.json``'s ``config``), ``settings`` after the model."""
+    check_max_seq_length(max_seq_length)
     return {
         "stage": stage,
         "model": str(model_dir),
