@@ -10,21 +10,23 @@ from collections.abc import Callable, Sequence
 
 from .report import report
 from .rows import E_BLOCKS, ROWS, SWEEP_ROWS, Settings
-from .runner import eval_only, lr_sweep_step, p_sweep, run_row
+from .runner import eval_only, knob_sweep, lr_sweep_step, p_sweep, run_row
 
 logger = logging.getLogger("quality")
 
 Steps = list[tuple[str, tuple[str, ...], tuple[int, ...]]]  # (step, rows, seeds), first things first
 
-# Table E's blocks: MNRL alone and ours over it (vanilla KD and Group-P, their lrs swept side by side), ST's
-# multi-objective route, then GISTEmbedLoss and ours over it, the live teacher (same loss as precomputed), the
-# cached losses at batch 256, MarginMSELoss on the (small) triplet variant
+# Table E's blocks: MNRL alone and ours over it (vanilla KD's lr swept beside MNRL's, then group_p and the weight
+# chosen on dev: "knobs"), ST's multi-objective route, then GISTEmbedLoss and ours over it, the live teacher (same
+# loss as precomputed), the cached losses at batch 256, MarginMSELoss on the (small) triplet variant
 E_QUEUE: Steps = [("sweep", ("mnrl", "mnrl+kd"), ()),
                   ("eval", ("initial-student", "teacher"), ()),
-                  ("rows", ("mnrl", "mnrl+kd", "mnrl+group-p"), (0,)),
+                  ("rows", ("mnrl", "mnrl+kd"), (0,)),
+                  ("knobs", (), ()),
+                  ("rows", ("mnrl+kd-dev",), (0,)),
                   ("sweep", ("mnrl|embed-distill",), ()),
                   ("rows", ("mnrl|embed-distill",), (0,)),
-                  ("rows", ("mnrl", "mnrl+kd", "mnrl+group-p", "mnrl|embed-distill"), (1, 2)),
+                  ("rows", ("mnrl", "mnrl+kd-dev", "mnrl|embed-distill", "mnrl+kd"), (1, 2)),
                   ("sweep", ("gist",), ()),
                   ("rows", ("gist", "gist+kd"), (0, 1, 2)),
                   ("rows", ("mnrl+kd-live",), (0, 1, 2)),
@@ -92,6 +94,8 @@ def plan(settings: Settings, tables: Sequence[str]) -> list[Callable[[], object]
                 queue.append(lambda t=table, r=rows: sweep(settings, t, r))
             elif step == "p-sweep":
                 queue.append(lambda t=table: p_sweep(settings, t))
+            elif step == "knobs":
+                queue.append(lambda t=table: knob_sweep(settings, t))
             elif step == "eval":
                 queue += [lambda t=table, r=row: eval_only(settings, t, r) for row in rows]
             elif step == "rows":

@@ -79,6 +79,22 @@ def lr_sweep_lines(settings: Settings, sweep: dict[str, Any]) -> list[str]:
                     f"{sweep['table_lr']}.", ""]
 
 
+def knob_sweep_lines(sweep: dict[str, Any]) -> list[str]:
+    """Markdown of table E's knob sweep: best STS-B dev per group_p (weight 1), then per weight."""
+    best = sweep.get("best")
+    chosen = (f"group_p {best['group_p']}, distillation_weight {best['distillation_weight']:g}" if best
+              else "not yet (sweep unfinished)")
+    return [f"The in-batch term on STS-B dev ({sweep['row']}, seed {sweep['seed']}, lr {sweep['lr']:g}, best dev "
+            "during training):", "",
+            "| group_p (weight 1) | " + " | ".join(sweep["group_p"]) + " |", "|---|" + "---|" * len(sweep["group_p"]),
+            "| dev | " + " | ".join(f"{dev:.2f}" for dev in sweep["group_p"].values()) + " |", "",
+            "| distillation_weight (best group_p) | " + " | ".join(sorted(sweep["distillation_weight"], key=float))
+            + " |", "|---|" + "---|" * len(sweep["distillation_weight"]),
+            "| dev | " + " | ".join(f"{sweep['distillation_weight'][w]:.2f}"
+                                    for w in sorted(sweep["distillation_weight"], key=float)) + " |", "",
+            f"Chosen: {chosen}.", ""]
+
+
 def mean_dev_curve(runs: Sequence[dict[str, Any]]) -> tuple[list[int], list[float], int] | None:
     """(steps, mean STS-B dev, n) over the trained runs of a row whose evaluations fell at the same steps; step 0
     is left to the start row (runs trained since the stages score their start hold it, older ones do not)."""
@@ -155,6 +171,11 @@ def report(settings: Settings) -> str:
             sweep = read_json(sweep_path)
             out["tables"][table]["lr_sweep"] = sweep
             md += lr_sweep_lines(settings, sweep)
+        knob_path = settings.runs / table / "knob-sweep.json"
+        if knob_path.is_file():
+            sweep = read_json(knob_path)
+            out["tables"][table]["knob_sweep"] = sweep
+            md += knob_sweep_lines(sweep)
     if tables["B"]:
         md += ["The paper's column: BERT-base trained on 1M Wikipedia sentences (SimCSE teachers, 16 components), "
                "average of the seven STS tasks (docs/method.md); only the ordering of the rows is comparable.", ""]

@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from common import CACHE, MAX_SEQ_LENGTH, RESULTS, STS_DIR, wiki_sentences
 from torch import nn
@@ -62,6 +62,12 @@ P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shu
 P_GRID = (0.1, 0.3, 0.5, 0.7)
 P_SWEEP_SEEDS = (0, 1, 2)
 P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
+# table E's in-batch term, chosen on STS-B dev at vanilla KD's lr (knob sweep): group_p among P_CHOICES at weight
+# 1, then the weight of the best along W_LADDER, from W_GRID until the best point is interior
+KNOB_ROW = "mnrl+kd-dev"
+P_CHOICES = (None, 0.1, 0.3, 0.5)
+W_LADDER = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+W_GRID = (0.3, 1.0, 3.0)
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 
 PAPER = {  # DistillCSE paper, BERT-base, STS avg of the seven tasks (docs/method.md), keyed by table B's rows
@@ -141,8 +147,8 @@ def e_rows(teacher: str) -> dict[str, Row]:
         "teacher": Row(f"teacher: {teacher}"),
         "mnrl": Row("ST MultipleNegativesRankingLoss (MNRL)", "mnrl", None),
         "mnrl+kd": Row("InBatchDistillLoss(MNRL), vanilla KD, precomputed teacher", "mnrl+kd", None),
-        "mnrl+group-p": Row("InBatchDistillLoss(MNRL), Group-P p=0.1, precomputed teacher", "mnrl+kd", TABLE_P,
-                            "mnrl+kd"),
+        KNOB_ROW: Row("InBatchDistillLoss(MNRL), group_p and distillation_weight chosen on STS-B dev", "mnrl+kd",
+                      None, "mnrl+kd"),
         "mnrl|embed-distill": Row("ST multi-objective: MNRL + EmbedDistillLoss (cosine) on the same texts",
                                   "mnrl|embed-distill", None),
         "gist": Row(f"ST GISTEmbedLoss, guide {teacher}", "gist", None),
@@ -291,6 +297,13 @@ def build_loss(row: Row, model, teacher_dim: int | None = None, teacher=None) ->
 # ----------------------------------------------------------------------------------------------- row names
 
 
+class Knobs(NamedTuple):
+    """Table E's in-batch term as its knob sweep chose it on STS-B dev (``knob-sweep.json``)."""
+
+    group_p: float | None
+    distillation_weight: float
+
+
 def split_p(row: str, best_p: float | None = None) -> tuple[str, float | None]:
     """``<row>-p0.3`` -> (``<row>``, 0.3); ``<row>-devp`` -> (``<row>``, ``best_p``, the p sweep's best on
     STS-B dev); any other row -> (row, None): its own p."""
@@ -304,22 +317,48 @@ def split_p(row: str, best_p: float | None = None) -> tuple[str, float | None]:
     return row, None
 
 
-def row_spec(table: str, row: str, K: int, best_p: float | None = None) -> tuple[str, Row, int]:
+def split_dev(row: str, knobs: Knobs | None) -> tuple[str, Knobs | None]:
+    """``<row>-dev`` -> (``<row>``, ``knobs``, the knob sweep's choice); any other row -> (row, None)."""
+    if not row.endswith("-dev"):
+        return row, None
+    if knobs is None:
+        raise ValueError(f"{row}: run the knob sweep first")
+    return row[: -len("-dev")], knobs
+
+
+def knobs_suffix(spec: Row, knobs: Knobs) -> str:
+    """The knobs that differ from the row's own, as a name suffix (``-p0.3-w3``, ``-pnone``; none: ``""``)."""
+    p = knobs.group_p
+    group_p = "" if p == spec.group_p else "-pnone" if p is None else f"-p{p:g}"
+    weight = knobs.distillation_weight
+    return group_p + ("" if weight == spec.distillation_weight else f"-w{weight:g}")
+
+
+def row_spec(table: str, row: str, K: int, best_p: float | None = None,
+             knobs: Knobs | None = None) -> tuple[str, Row, int]:
     """(base row, its Row at the name's p, K) of a row name: ``distillcse-K8-devp`` is table B's DistillCSE with
     K = 8 at the p sweep's best p; ``-p0.3`` sets p = 0.3 (rows without Group-P keep None); without ``-K<n>``
-    K is the benchmark's."""
-    name, p_override = split_p(row, best_p)
+    K is the benchmark's; ``-dev`` (table E) takes ``knobs``' group_p and distillation_weight."""
+    name, chosen = split_dev(row, knobs)
+    name, p_override = split_p(name, best_p)
     base, _, k = name.partition("-K") if table == "B" else (name, "", "")
     if base not in ROWS[table] or not (k == "" or k.isdigit()):
         raise ValueError(f"table {table}: no row {row}")
     spec = ROWS[table][base]
     if p_override is not None and spec.group_p is not None:
         spec = replace(spec, group_p=p_override)
+    if chosen is not None:
+        spec = replace(spec, group_p=chosen.group_p, distillation_weight=chosen.distillation_weight)
     return base, spec, int(k) if k else K
 
 
-def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = None) -> str:
-    """The cache name of a run; rows with a p override are named by their p (``-devp`` is ``-p<best p>``)."""
+def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = None,
+             knobs: Knobs | None = None) -> str:
+    """The cache name of a run; rows with a p override are named by their p (``-devp`` is ``-p<best p>``), a
+    ``-dev`` row by the knobs it changes (none: the name of its base row's run, which it shares)."""
+    name, chosen = split_dev(row, knobs)
+    if chosen is not None:
+        return f"{table}/{name}{knobs_suffix(ROWS[table][name], chosen)}-seed{seed}-lr{lr:g}"
     base, group_p = split_p(row, best_p)
     return f"{table}/{base}{'' if group_p is None else f'-p{group_p:g}'}-seed{seed}-lr{lr:g}"
 
@@ -366,6 +405,13 @@ def corpus_stsb(settings: Settings) -> tuple[list[str], dict[str, Any]]:
     stats = {"train_sentences": len(train), "unique": len(unique), "kept_after_exclusion": len(kept),
              "used": len(used), "sampling": "random.Random(1234).sample(kept, steps * batch_size)"}
     return used, stats
+
+
+def read_knobs(runs: Path, table: str) -> Knobs | None:
+    """The in-batch term chosen on STS-B dev by the table's knob sweep in ``runs``, once it has finished."""
+    path = runs / table / "knob-sweep.json"
+    best = json.loads(path.read_text()).get("best") if path.is_file() else None
+    return None if best is None else Knobs(**best)
 
 
 def read_best_p(runs: Path, table: str) -> float | None:

@@ -37,7 +37,9 @@ from .rows import (
     E_BLOCKS,
     EVAL_MAX_SEQ_LENGTH,
     EVAL_MODELS,
+    KNOB_ROW,
     LR_GRID,
+    P_CHOICES,
     P_GRID,
     P_SWEEP,
     P_SWEEP_ROWS,
@@ -45,12 +47,16 @@ from .rows import (
     ROWS,
     TABLE_P,
     TASKS,
+    W_GRID,
+    W_LADDER,
+    Knobs,
     Row,
     Settings,
     build_loss,
     corpus_stsb,
     corpus_wiki,
     read_best_p,
+    read_knobs,
     row_spec,
     run_name,
 )
@@ -365,15 +371,16 @@ def sweep_lr(settings: Settings, table: str, sweep_row: str) -> float:
 
 
 def run_row(settings: Settings, table: str, row: str, seed: int, lr: float | None = None,
-            train_only: bool = False) -> dict[str, Any] | None:
-    """Train (or read back) one row at one seed, then score it unless ``train_only``; None when already done."""
+            train_only: bool = False, knobs: Knobs | None = None) -> dict[str, Any] | None:
+    """Train (or read back) one row at one seed, then score it unless ``train_only``; None when already done.
+    ``knobs`` sets a ``-dev`` row's in-batch term (default: the knob sweep's choice)."""
     if not train_only and is_done(settings, table, row, seed):
         return None
-    best_p = read_best_p(settings.runs, table)
-    base, spec, K = row_spec(table, row, settings.K, best_p)
+    best_p, knobs = read_best_p(settings.runs, table), knobs or read_knobs(settings.runs, table)
+    base, spec, K = row_spec(table, row, settings.K, best_p, knobs)
     lr = lr or sweep_lr(settings, table, spec.lr_row or base)
     training = training_data(settings, table, base, K)
-    record = train(settings, run_name(table, row, seed, lr, best_p), training, spec, seed, lr)
+    record = train(settings, run_name(table, row, seed, lr, best_p, knobs), training, spec, seed, lr)
     if not train_only:
         write_run(settings, table, row, seed, final_scores(load_student(record["model_dir"]), TASKS[table]),
                   {"train": record, **training.extra})
@@ -451,11 +458,17 @@ def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     return True
 
 
+def ladder_grid(first: Sequence[float], ladder: Sequence[float], scores: dict[str, float]) -> list[float]:
+    """``first`` plus the points already scored, extended by the next ``ladder`` value beyond an edge while the
+    best score sits there (``scores`` keyed by ``f"{x:g}"``)."""
+    return grown_grid(first, scores, lambda x: min((v for v in ladder if v > x), default=None),
+                      lambda x: max((v for v in ladder if v < x), default=None))
+
+
 def p_grid(means: dict[str, float]) -> list[float]:
     """:data:`P_GRID` plus the points already swept, extended by the next :data:`P_SWEEP` value beyond an edge
     while the best mean dev sits there (``means`` keyed by ``f"{p:g}"``)."""
-    return grown_grid(P_GRID, means, lambda p: min((x for x in P_SWEEP if x > p), default=None),
-                      lambda p: max((x for x in P_SWEEP if x < p), default=None))
+    return ladder_grid(P_GRID, P_SWEEP, means)
 
 
 def chosen_p(means: dict[str, float]) -> str | None:
@@ -484,3 +497,31 @@ def p_sweep(settings: Settings, table: str) -> None:
         sweep.update(best_p_on_dev=chosen_p(sweep[row]), seeds=list(P_SWEEP_SEEDS), table_p=f"{TABLE_P:g}",
                      lr=f"{sweep_lr(settings, table, row):g}", machine=machine_info())
         write_json(path, sweep)
+
+
+def knob_sweep(settings: Settings, table: str) -> None:
+    """Table E's in-batch term on STS-B dev (seed 0, at vanilla KD's lr): every group_p of :data:`P_CHOICES`
+    (``None``: vanilla KD) at weight 1, then the weight of the best along :data:`W_LADDER` until the best point
+    is interior; writes the choice as ``best`` (see ``read_knobs``). Resumable run by run; no test task is read."""
+    path = settings.runs / table / "knob-sweep.json"
+    sweep = read_json(path) if path.is_file() else {"group_p": {}, "distillation_weight": {}}
+    lr = sweep_lr(settings, table, ROWS[table][KNOB_ROW].lr_row)
+    sweep.update(row=KNOB_ROW, lr=lr, seed=0)
+
+    def record(scores: dict[str, float], key: str, knobs: Knobs) -> None:
+        scores[key] = run_row(settings, table, KNOB_ROW, 0, lr=lr, train_only=True, knobs=knobs)["best_dev"]
+        write_json(path, sweep | {"machine": machine_info()})
+
+    by_p, by_weight = sweep["group_p"], sweep["distillation_weight"]
+    for p in P_CHOICES:
+        key = "none" if p is None else f"{p:g}"
+        if key not in by_p:
+            record(by_p, key, Knobs(p, 1.0))
+    best_key = max(by_p, key=by_p.__getitem__)
+    group_p = None if best_key == "none" else float(best_key)
+    by_weight["1"] = by_p[best_key]
+    while todo := [w for w in ladder_grid(W_GRID, W_LADDER, by_weight) if f"{w:g}" not in by_weight]:
+        record(by_weight, f"{todo[0]:g}", Knobs(group_p, todo[0]))
+    weight = max(ladder_grid(W_GRID, W_LADDER, by_weight), key=lambda w: by_weight[f"{w:g}"])
+    sweep["best"] = {"group_p": group_p, "distillation_weight": weight}
+    write_json(path, sweep | {"machine": machine_info()})

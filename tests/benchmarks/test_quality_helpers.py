@@ -126,7 +126,7 @@ def test_row_names_give_the_base_row_K_and_p():
     assert quality_rows.run_name("B", "group-p", 0, 1e-4) == "B/group-p-seed0-lr0.0001"
     for table, rows in quality_rows.ROWS.items():
         for row in rows:
-            quality_rows.row_spec(table, row, K, best_p=0.5)  # every row of every table parses
+            quality_rows.row_spec(table, row, K, best_p=0.5, knobs=quality_rows.Knobs(0.3, 1.0))  # every row parses
     with pytest.raises(ValueError):
         spec("distill-K8")
     with pytest.raises(ValueError):
@@ -303,3 +303,54 @@ def test_the_p_sweep_runs_every_seed_of_a_point_averages_them_and_resumes(tmp_pa
     sweep = json.loads((settings.runs / "B" / "p-sweep.json").read_text())
     assert sweep["group-p"] == {"0.5": 77.0, "0.3": 75.0, "0.7": 76.0, "0.1": 71.0}
     assert quality_rows.read_best_p(settings.runs, "B") == 0.5
+
+
+def test_a_dev_row_takes_the_knob_sweeps_choice_and_shares_its_base_rows_run_where_nothing_changes():
+    Knobs = quality_rows.Knobs
+    base, spec, _ = quality_rows.row_spec("E1-minilm", "mnrl+kd-dev", 2, knobs=Knobs(0.3, 3.0))
+    assert (base, spec.group_p, spec.distillation_weight, spec.loss) == ("mnrl+kd", 0.3, 3.0, "mnrl+kd")
+    name = quality_rows.run_name
+    assert name("E1-minilm", "mnrl+kd-dev", 1, 1e-4, knobs=Knobs(0.3, 3.0)) == (
+        "E1-minilm/mnrl+kd-p0.3-w3-seed1-lr0.0001")
+    assert name("E1-minilm", "mnrl+kd-dev", 0, 1e-4, knobs=Knobs(None, 1.0)) == name("E1-minilm", "mnrl+kd", 0, 1e-4)
+    with pytest.raises(ValueError, match="knob sweep"):
+        quality_rows.row_spec("E1-minilm", "mnrl+kd-dev", 2)
+
+
+def test_the_knob_sweep_tries_every_p_then_grows_the_weight_grid_and_resumes(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, steps=160, lr=None)
+    dev_of_p = {None: 70.0, 0.1: 71.0, 0.3: 72.0, 0.5: 71.5}
+    dev_of_weight = {0.3: 71.0, 1.0: 72.0, 3.0: 73.0, 10.0: 72.5}  # best at the top edge first: 10 is added
+    calls = []
+
+    def fake_run_row(settings, table, row, seed, lr, train_only, knobs):
+        calls.append(knobs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the session ends midway
+        if knobs.distillation_weight == 1.0:
+            return {"best_dev": dev_of_p[knobs.group_p]}
+        return {"best_dev": dev_of_weight[knobs.distillation_weight]}
+
+    monkeypatch.setattr(quality_runner, "run_row", fake_run_row)
+    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 1e-4)
+    monkeypatch.setattr(quality_runner, "machine_info", dict)
+    with pytest.raises(KeyboardInterrupt):
+        quality_runner.knob_sweep(settings, "E1-minilm")
+    assert quality_rows.read_knobs(settings.runs, "E1-minilm") is None  # unfinished: no row may use it yet
+    quality_runner.knob_sweep(settings, "E1-minilm")
+    Knobs = quality_rows.Knobs
+    assert calls[2:] == [Knobs(0.1, 1.0), Knobs(0.3, 1.0), Knobs(0.5, 1.0), Knobs(0.3, 0.3), Knobs(0.3, 3.0),
+                         Knobs(0.3, 10.0)]  # only the interrupted run is repeated; weight 1 is p = 0.3's run
+    assert quality_rows.read_knobs(settings.runs, "E1-minilm") == Knobs(0.3, 3.0)
+    lines = "\n".join(quality_report.knob_sweep_lines(json.loads((settings.runs / "E1-minilm" /
+                                                                  "knob-sweep.json").read_text())))
+    assert "| dev | 70.00 | 71.00 | 72.00 | 71.50 |" in lines
+    assert "Chosen: group_p 0.3, distillation_weight 3." in lines
+
+
+def test_tables_are_letters_or_comma_separated_names():
+    assert quality_queue.parse_tables("AC") == ["A", "C"] and quality_queue.parse_tables("b") == ["B"]
+    assert quality_queue.parse_tables("E1-minilm,E2-self,A") == ["E1-minilm", "E2-self", "A"]
+    for bad in ("", "AX", "E1"):
+        with pytest.raises(ValueError, match="--tables"):
+            quality_queue.parse_tables(bad)
