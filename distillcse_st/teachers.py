@@ -253,15 +253,16 @@ def add_teacher_embeddings(
     (the Trainer's ``prompts`` argument: one string, or a column -> prompt mapping); the teachers encode
     the prompted texts, exactly as a live teacher sees the prompted batch.
 
-    The column is built in chunks of ``chunk_size`` texts: each chunk is encoded into a temporary ``.npy``
-    file (under ``TMPDIR``), then written by :meth:`datasets.Dataset.map`, so at most a chunk of embeddings
-    is held in memory besides the new column itself (in memory for an in-memory dataset, in a cache file
-    beside a dataset loaded from disk). ``dtype="float16"`` stores the rows rounded, in half the space; the
-    Trainer's batches and the losses read them as float32.
+    The column is built in chunks of ``chunk_size`` texts, so that at most a chunk of embeddings is held in
+    memory: the distinct texts are encoded into a temporary ``.npy`` file, then :meth:`datasets.Dataset.map`
+    writes the rows into an Arrow file in datasets' temporary cache directory (removed when Python exits),
+    which the returned dataset reads memory-mapped. Both files are the size of the column, under ``TMPDIR``.
+    ``dtype="float16"`` stores the rows rounded, in half the space; the Trainer's batches and the losses read
+    them as float32.
     ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``) encodes with sentence-transformers'
     multi-process pool, one process per device and teacher; the teachers are moved back where they were.
     """
-    from datasets.fingerprint import generate_random_fingerprint
+    from datasets.fingerprint import generate_random_fingerprint, get_temporary_cache_files_directory
 
     columns = _label_columns(dataset, column, label_column)
     weights = resolve_weights(weights, len(teachers))
@@ -288,9 +289,11 @@ def add_teacher_embeddings(
                 return {label_column: blocks[0]}
             return {label_column: np.stack(blocks, axis=1)}  # (num_columns, width) per row
 
+        fingerprint = generate_random_fingerprint()
         return dataset.map(
-            label_rows, with_indices=True, batched=True, batch_size=chunk_size,
-            load_from_cache_file=False, new_fingerprint=generate_random_fingerprint(),
+            label_rows, with_indices=True, batched=True, batch_size=chunk_size, load_from_cache_file=False,
+            new_fingerprint=fingerprint,
+            cache_file_name=str(Path(get_temporary_cache_files_directory()) / f"{label_column}-{fingerprint}.arrow"),
         )
 
 

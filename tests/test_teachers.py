@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset, load_from_disk
+from datasets.fingerprint import get_temporary_cache_files_directory
 from sentence_transformers import SentenceTransformer
 
 from distillcse_st.teachers import add_teacher_embeddings, check_stacked_labels, encode_stacked
@@ -99,13 +100,16 @@ def test_float16_stores_the_float32_rows_rounded_and_is_read_as_valid_labels(tea
     check_stacked_labels(torch.tensor(half["label"]), len(pairs), "a loss")
 
 
-def test_a_dataset_on_disk_gets_its_column_in_a_cache_file(teachers, pairs, tmp_path):
-    pairs.save_to_disk(str(tmp_path / "pairs"))
-    on_disk = load_from_disk(str(tmp_path / "pairs"))
-    result = add_teacher_embeddings(on_disk, teachers, WEIGHTS, column="anchor", show_progress_bar=False)
-    assert {Path(file["filename"]).parent for file in result.cache_files} == {tmp_path / "pairs"}
-    expected = add_teacher_embeddings(pairs, teachers, WEIGHTS, column="anchor", show_progress_bar=False)
-    np.testing.assert_array_equal(labels(result), labels(expected))
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory dataset", "dataset on disk"])
+def test_the_column_is_read_memory_mapped_from_a_temporary_cache_file(teachers, pairs, tmp_path, on_disk):
+    if on_disk:
+        pairs.save_to_disk(str(tmp_path / "pairs"))
+    dataset = load_from_disk(str(tmp_path / "pairs")) if on_disk else pairs
+    result = add_teacher_embeddings(dataset, teachers, WEIGHTS, column="anchor", show_progress_bar=False)
+    directory = Path(get_temporary_cache_files_directory())
+    assert [Path(file["filename"]).parent for file in result.cache_files] == [directory]
+    expected = previous_rows(pairs, teachers, ["anchor"], {})[:, 0]
+    np.testing.assert_array_equal(labels(result), expected)
 
 
 def test_devices_encode_with_the_sentence_transformers_pool(teacher, pairs):
