@@ -1,6 +1,7 @@
 """The quality benchmark (issues 8, 15 and 27), one program: ``python -m benchmarks.quality --help``.
 
 - :mod:`.rows`: a benchmark's frozen ``Settings``, the tables' ``Row``s, their losses and corpora.
+- :mod:`.pairs`: table E's supervised pairs and triplets.
 - :mod:`.runner`: training on the package's stage runner, scoring, run files, the lr and p sweeps.
 - :mod:`.queue`: each table's run queue, most important first.
 - :mod:`.report`: ``results/quality-<tag>.{json,md}`` and plots, rebuilt from the run files.

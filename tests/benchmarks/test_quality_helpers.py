@@ -265,6 +265,15 @@ def test_pca_reduction_keeps_the_geometry_of_embeddings_that_span_fewer_dimensio
     assert quality_runner.pca_reduced(array, 2).shape == (50, 2)
 
 
+def _stop_a_sweep_midway(monkeypatch, fake_run_row, sweep) -> None:
+    """Run ``sweep`` over ``fake_run_row``, which ends the session once (KeyboardInterrupt) midway."""
+    monkeypatch.setattr(quality_runner, "run_row", fake_run_row)
+    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 1e-4)
+    monkeypatch.setattr(quality_runner, "machine_info", dict)
+    with pytest.raises(KeyboardInterrupt):
+        sweep()
+
+
 @pytest.mark.parametrize(
     ("means", "grid", "best"),
     [
@@ -291,11 +300,7 @@ def test_the_p_sweep_runs_every_seed_of_a_point_averages_them_and_resumes(tmp_pa
             raise KeyboardInterrupt  # the session ends midway
         return {"best_dev": dev_of[quality_rows.split_p(row)[1]] + seed}
 
-    monkeypatch.setattr(quality_runner, "run_row", fake_run_row)
-    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 1e-4)
-    monkeypatch.setattr(quality_runner, "machine_info", dict)
-    with pytest.raises(KeyboardInterrupt):
-        quality_runner.p_sweep(settings, "B")
+    _stop_a_sweep_midway(monkeypatch, fake_run_row, lambda: quality_runner.p_sweep(settings, "B"))
     assert quality_rows.read_best_p(settings.runs, "B") is None  # unfinished: no row may use it yet
     quality_runner.p_sweep(settings, "B")
     assert len(calls) == 4 * 3 + 1 and len(set(calls)) == 4 * 3  # only the interrupted run is repeated
@@ -331,11 +336,7 @@ def test_the_knob_sweep_tries_every_p_then_grows_the_weight_grid_and_resumes(tmp
             return {"best_dev": dev_of_p[knobs.group_p]}
         return {"best_dev": dev_of_weight[knobs.distillation_weight]}
 
-    monkeypatch.setattr(quality_runner, "run_row", fake_run_row)
-    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 1e-4)
-    monkeypatch.setattr(quality_runner, "machine_info", dict)
-    with pytest.raises(KeyboardInterrupt):
-        quality_runner.knob_sweep(settings, "E1-minilm")
+    _stop_a_sweep_midway(monkeypatch, fake_run_row, lambda: quality_runner.knob_sweep(settings, "E1-minilm"))
     assert quality_rows.read_knobs(settings.runs, "E1-minilm") is None  # unfinished: no row may use it yet
     quality_runner.knob_sweep(settings, "E1-minilm")
     Knobs = quality_rows.Knobs
