@@ -140,8 +140,11 @@ class Row:
 CACHED_BATCH = 256  # the batch CachedMultipleNegativesRankingLoss is for, in table E
 
 
-def e_rows(teacher: str) -> dict[str, Row]:
-    """Table E's rows with ``teacher`` (its name in the labels); in-batch rows take vanilla KD's lr."""
+def e_rows(block: str) -> dict[str, Row]:
+    """The rows of a block of table E (its teacher named in the labels); in-batch rows take vanilla KD's lr."""
+    student, key = E_BLOCKS[block]
+    teacher = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[key] + (
+        " (the start model)" if key == student else "")
     return {
         "initial-student": Row("start: the student, no training"),
         "teacher": Row(f"teacher: {teacher}"),
@@ -219,8 +222,7 @@ ROWS: dict[str, dict[str, Row]] = {
         "simcse": Row("SimCSE from the start model", "simcse", None),
         "group-p-self": Row("SimCSE + Group-P p=0.5, the start model as its own teacher", "kd", 0.5, "simcse"),
     },
-    **{block: e_rows({"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[teacher] + (
-        " (the start model)" if block == "E2-self" else "")) for block, (_, teacher) in E_BLOCKS.items()},
+    **{block: e_rows(block) for block in E_BLOCKS},
 }
 EVAL_MODELS = {  # the untrained rows: (table, row) -> model (pruned-minilm: the first 3 layers of minilm)
     ("A", "initial-student"): "pruned-minilm",

@@ -165,7 +165,8 @@ def train(settings: Settings, name: str, training: Training, spec: Row, seed: in
                   model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
-    record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "distillation_weight", "seed", "lr")},
+    record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "distillation_weight", "seed", "lr",
+                                        "settings")},
               "best_dev": stage["dev"], "best_step": int(best.rsplit("-", 1)[1]) if best else stage["steps"],
               "dev_history": stage["history"], "train_seconds": stage["train_runtime"], "model_dir": str(model_dir)}
     logger.info("%s: best dev %.2f at step %d", name, record["best_dev"], record["best_step"])
