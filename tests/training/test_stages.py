@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
+from sentence_transformers import SentenceTransformerTrainingArguments
 from transformers import TrainerCallback
 
 from distillcse_st.errors import InputError
@@ -19,6 +20,7 @@ from distillcse_st.training.stages import (
     start_score,
     train_distill,
     train_simcse,
+    training_arguments,
     warn_if_below_start,
 )
 from tests.helpers import CORPUS, load
@@ -168,3 +170,12 @@ def test_scoring_the_start_does_not_change_training(
     assert [p["step"] for p in scored["history"]] == [0, *(p["step"] for p in plain["history"])]
     for name, value in load(tmp_path / "plain").state_dict().items():
         torch.testing.assert_close(load(tmp_path / "scored").state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_the_batch_size_is_the_global_batch(tmp_path: Path, monkeypatch) -> None:
+    """Each of N processes gets batch / N sentences; a batch that N does not divide is an input error."""
+    monkeypatch.setattr(SentenceTransformerTrainingArguments, "world_size", property(lambda self: 4))
+    assert training_arguments(tmp_path / "out", {"per_device_train_batch_size": 64}).per_device_train_batch_size == 16
+    with pytest.raises(InputError) as error:
+        training_arguments(tmp_path / "out", {"per_device_train_batch_size": 66})
+    assert str(error.value) == "the batch size 66 (the global batch) is not divisible by the 4 processes"
