@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
     "learning_rate": (float, "peak learning rate"),
-    "per_device_train_batch_size": (int, "sentences per batch (in-batch negatives and distillation candidates)"),
+    "per_device_train_batch_size": (
+        int,
+        "sentences per batch (in-batch negatives and distillation candidates); on several processes, the global "
+        "batch, split between them",
+    ),
     "num_train_epochs": (float, "epochs over the corpus"),
     "max_steps": (int, "stop after this many steps (overrides epochs; -1: off)"),
     "warmup_steps": (float, "linear warm-up steps (a float < 1: a fraction of all steps)"),
