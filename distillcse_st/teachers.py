@@ -310,14 +310,12 @@ def _encode_to_file(
     pools: Sequence[dict[str, Any] | None],
 ) -> None:
     """Write :func:`encode_stacked` of ``texts`` as a ``dtype`` ``.npy`` file, ``chunk_size`` texts at a time."""
-    output = None
+    width = sum(teacher.get_embedding_dimension() for teacher in teachers)
+    output = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(texts), width))
     for begin in range(0, len(texts), chunk_size):
-        block = encode_stacked(
+        output[begin : begin + chunk_size] = encode_stacked(
             texts[begin : begin + chunk_size], teachers, weights, batch_size, show_progress_bar, prompt, pools=pools
         ).numpy()
-        if output is None:
-            output = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(texts), block.shape[1]))
-        output[begin : begin + len(block)] = block
     output.flush()
 
 
