@@ -104,8 +104,8 @@ def encode_into(
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(texts), width)).flush()
     state.wait_for_everyone()
     output = np.load(tmp, mmap_mode="r+")
-    with state.split_between_processes(list(range(len(texts)))) as shard:
-        first, end = (shard[0], shard[-1] + 1) if shard else (0, 0)
+    with state.split_between_processes(torch.arange(len(texts))) as shard:
+        first, end = (int(shard[0]), int(shard[-1]) + 1) if len(shard) else (0, 0)
     for begin in range(first, end, CHUNK):
         chunk = texts[begin : min(begin + CHUNK, end)]
         output[begin : begin + len(chunk)] = encode_stacked(chunk, teachers, weights, batch_size, show_progress_bar)
