@@ -158,6 +158,23 @@ def add_training_options(parser: argparse.ArgumentParser, **defaults: Any) -> No
     group.add_argument("--no-progress", dest="disable_tqdm", action="store_true", help="no progress bars")
 
 
+def add_simcse_learning_rate(parser: argparse.ArgumentParser, default: float | None = None) -> None:
+    """``--simcse-learning-rate``: round 0's own learning rate in a recipe that trains SimCSE, then distils."""
+    parser.add_argument(
+        "--simcse-learning-rate",
+        type=float,
+        default=default,
+        metavar="LR",
+        help="learning rate of the SimCSE round (default: "
+        + (f"{default})" if default is not None else "--learning-rate)"),
+    )
+
+
+def simcse_training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The SimCSE round's Trainer arguments that differ from the other rounds'."""
+    return {} if args.simcse_learning_rate is None else {"learning_rate": args.simcse_learning_rate}
+
+
 def _json_or_string(value: str) -> Any:
     try:
         return json.loads(value)

@@ -8,6 +8,7 @@ from pathlib import Path
 from distillcse_st.commands.arguments import add_command
 from distillcse_st.errors import InputError
 from distillcse_st.evaluation.sts_tasks import DATA_DIR_ENV, STS7
+from distillcse_st.models import check_model_dir
 
 DESCRIPTION = f"""\
 Evaluate a saved SentenceTransformer on MTEB STS tasks with mteb.evaluate and print MTEB's main
@@ -55,16 +56,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.evaluation.mteb_eval import evaluate_sts, format_table
 
+    model_dir = check_model_dir(args.model_dir)  # before the STS data: a typo in the path is the error shown
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be positive, got {args.batch_size}")
-    output = Path(args.output) if args.output else Path(args.model_dir) / "mteb-sts"
+    output = Path(args.output) if args.output else model_dir / "mteb-sts"
     try:
-        if Path(args.model_dir).is_dir():
-            output.mkdir(parents=True, exist_ok=True)
+        output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create output directory {output}: {error.strerror}") from None
     summary = evaluate_sts(
-        args.model_dir, tasks=args.tasks, data_dir=args.data_dir, output_dir=output, batch_size=args.batch_size
+        model_dir, tasks=args.tasks, data_dir=args.data_dir, output_dir=output, batch_size=args.batch_size
     )
     print(format_table(summary["scores"]))
     print(f"\nMTEB results: {summary['results_dir']}\nsummary: {output / 'summary.json'}")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from distillcse_st.commands.arguments import add_command, add_run_options, corpus_from_args, run_options
+from distillcse_st.commands.arguments import (
+    add_command,
+    add_run_options,
+    add_simcse_learning_rate,
+    corpus_from_args,
+    run_options,
+    simcse_training_options,
+)
 
 EPILOG = """\
 example (4 SimCSE teacher components, then 2 rounds of distillation):
@@ -32,12 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, metavar="R", help="distillation rounds (default: 1)")
     add_run_options(parser)
+    add_simcse_learning_rate(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from distillcse_st.training.self_train import self_train
 
     corpus = corpus_from_args(args)
-    summary = self_train(args.model, corpus, components=args.components, rounds=args.rounds, **run_options(args))
+    summary = self_train(
+        args.model,
+        corpus,
+        components=args.components,
+        rounds=args.rounds,
+        simcse_training_options=simcse_training_options(args),
+        **run_options(args),
+    )
     print(f"\n{summary['table']}\nFinal model: {summary['final_model']}\nPlot: {summary['plot']}")
     return 0

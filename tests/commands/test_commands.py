@@ -112,17 +112,24 @@ def test_demo(dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     argv = ["demo", "--output", tmp_path / "demo", "--dev-file", dev_file, *FAST_ARGS]  # trains at 32 tokens
     code, out, _ = _run(capsys, *argv)
     assert code == 0
-    for name in ("teacher", "student before", "student after"):
-        assert name in out
-    assert (tmp_path / "demo" / "model" / "modules.json").is_file() and (
-        tmp_path / "demo" / "dev_scores.png"
-    ).is_file()
-    student = load(tmp_path / "demo" / "model")
+    rows = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert [row[0] for row in rows] == ["start:", "SimCSE", "DistillCSE"]
+    assert all(-100 <= float(value) <= 100 for row in rows for value in row[-2:])
+    recipe = tmp_path / "demo" / "self-train"
+    assert (recipe / "dev_scores.png").is_file() and sorted(read_json(recipe / "test_scores.json")) == [
+        "round0-simcse1", "round1-distill", "start"
+    ]
+    assert read_json(recipe / "round0-simcse1" / "stage.json")["config"]["training"]["learning_rate"] == 5e-5
+    distilled = read_json(recipe / "round1-distill" / "stage.json")["config"]
+    assert distilled["training"]["learning_rate"] == 1e-4 and distilled["loss"]["group_p"] == 0.5
+    assert distilled["teachers"] == [str(recipe / "round0-simcse1")]
+    student = load(recipe / "round1-distill")
     assert student[0].auto_model.config.num_hidden_layers == 3
     assert student.max_seq_length == 256  # all-MiniLM-L6-v2's
-    card = (tmp_path / "demo" / "model" / "README.md").read_text(encoding="utf-8")
-    assert "# DistillCSE student of all-MiniLM-L6-v2 (encoder layers 0, 1, 2), teacher: all-MiniLM-L6-v2" in card
+    card = (recipe / "round1-distill" / "README.md").read_text(encoding="utf-8")
+    assert "# DistillCSE student of all-MiniLM-L6-v2 (encoder layers 0, 1, 2), teacher: round0-simcse1" in card
     assert "license: apache-2.0" in card and str(tmp_path) not in card and sys.prefix not in card
+    assert _run(capsys, *argv)[1].splitlines()[-4:-1] == out.splitlines()[-4:-1]  # resumed: nothing retrained
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -174,6 +181,51 @@ def test_errors(
         last = err.strip().splitlines()[-1]  # after progress bars of model loading, if any
         assert last.startswith(f"distillcse {argv[0]}: error: ") and message in last and "Traceback" not in err, err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+UNTRAINABLE = [  # (option, value, what the one-line error says); each trains nothing or ended in a traceback
+    ("--batch-size", "1", "batch size must be at least 2"),
+    ("--batch-size", "0", "batch size must be at least 2"),
+    ("--learning-rate", "-1", "learning_rate must be a positive number"),
+    ("--learning-rate", "0", "learning_rate must be a positive number"),
+    ("--learning-rate", "nan", "learning_rate must be a positive number"),
+    ("--learning-rate", "inf", "learning_rate must be a positive number"),
+    ("--max-steps", "0", "max_steps must be positive"),
+    ("--max-steps", "-2", "max_steps must be positive"),
+    ("--eval-steps", "-1", "eval_steps must be positive"),
+    ("--save-steps", "0", "save_steps must be positive"),
+    ("--logging-steps", "-1", "logging_steps must be positive"),
+    ("--save-total-limit", "0", "save_total_limit must be at least 1"),
+    ("--seed", "-1", "seed must be between 0 and 2**32 - 1"),
+    ("--seed", str(2**32), "seed must be between 0 and 2**32 - 1"),
+    ("--max-seq-length", "0", "max_seq_length must be at least 1"),
+    ("--max-sentences", "0", "max_sentences must be at least 1"),
+    ("--training-arg", "adam_beta1=2", "the optimiser (adamw_torch"),
+    ("--training-arg", "adam_epsilon=-1", "the optimiser (adamw_torch"),
+    ("--training-arg", "gradient_accumulation_steps=0", "gradient_accumulation_steps must be positive"),
+]
+
+
+@pytest.mark.parametrize("command", ["simcse", "self-train"])
+def test_settings_that_cannot_train_are_refused_in_one_line(
+    command: str, tiny_model_dir: Path, corpus_file: Path, dev_file: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    base = [command, "--model", tiny_model_dir, "--corpus", corpus_file, "--dev-file", dev_file, *FAST_ARGS]
+    for option, value, message in UNTRAINABLE:
+        argv = [*base, option, value, "--output", tmp_path / "o"]
+        code, _, err = _run(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"distillcse {command}: error: "), (option, err)
+        assert message in lines[0], (option, value, lines[0])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+    assert _run(capsys, *base, "--num-train-epochs", "0", "--max-steps", "-1", "--output", tmp_path / "o")[0] == 2
+
+
+def test_eval_names_a_mistyped_model_path_before_the_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = _run(capsys, "eval", tmp_path / "no-such-model", "--data-dir", tmp_path / "no-such-data")
+    assert code == 2 and err.strip() == f"distillcse eval: error: model directory not found: {tmp_path}/no-such-model"
+    assert not (tmp_path / "no-such-model").exists()
 
 
 def test_help_shows_paper_defaults(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
