@@ -235,7 +235,7 @@ def test_help_shows_paper_defaults(capsys: pytest.CaptureFixture, monkeypatch: p
     out = capsys.readouterr().out
     for default in (
         "rate (default: 3e-05)",
-        "candidates) (default: 64)",
+        "the global batch, split between them (default: 64)",
         "keeps its base's maximum length (default: 32)",
         "temperature (default: 0.05)",
         "(default: 0.025)",
