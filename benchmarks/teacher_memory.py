@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import CACHE, RESULTS, machine_info, read_json, wiki_sentences, write_json  # noqa: E402
 
+from distillcse_st.teachers import CHUNK_SIZE  # noqa: E402
+
 BEFORE = "c8c9818"
 REPOSITORY = Path(__file__).resolve().parents[1]
 WORK = CACHE / "teacher_memory"
@@ -103,6 +105,11 @@ def ensemble_cost(seconds_per_sentence: Mapping[str, float], teachers: Mapping[s
 
 def ensemble_width(teachers: Mapping[str, int]) -> int:
     return sum(count * BERT_SIZES[kind]["hidden_size"] for kind, count in teachers.items())
+
+
+def layer_flops(kind: str) -> int:
+    """Layers x hidden size squared: proportional to a BERT's multiply-adds per token (short inputs)."""
+    return BERT_SIZES[kind]["num_hidden_layers"] * BERT_SIZES[kind]["hidden_size"] ** 2
 
 
 def measure(function: Callable[[], Any]) -> dict[str, float]:
@@ -338,17 +345,16 @@ def target(points: Sequence[Mapping[str, Any]], chunk_size: int) -> dict[str, An
 
 def extrapolate(runs: Sequence[Mapping[str, Any]], seconds_per_sentence: Mapping[str, float]) -> dict[str, Any]:
     """wiki1m with K = 4 BERT-base and with 8 BERT-base + 4 BERT-large: time, memory and disk."""
-    from distillcse_st.teachers import CHUNK_SIZE
-
     grouped = series(runs)
     largest = grouped["after float32, 1 column"][-1]
     overhead = largest["seconds"] / largest["rows"]  # per row, the 4 cheap teachers included: an upper bound
+    after_ratio = largest["peak_anon_growth"] / column_bytes(CHUNK_SIZE, TEACHERS * WIDTH, 1, "float32")
     before = grouped["before float32, 1 column"][-1]
     before_ratio = before["peak_anon_growth"] / before["column_bytes"]
     large_over_base = seconds_per_sentence["bert-large"] / seconds_per_sentence["bert-base"]
     result = {"rows": WIKI1M, "labelling_overhead_seconds_per_row": overhead, "before_peak_over_column": before_ratio,
-              "large_over_base_cost": large_over_base, "assumed_gpu_base_sentences_per_second":
-              ASSUMED_GPU_BASE_PER_SECOND, "ensembles": {}}
+              "after_peak_over_chunk": after_ratio, "large_over_base_cost": large_over_base,
+              "assumed_gpu_base_sentences_per_second": ASSUMED_GPU_BASE_PER_SECOND, "ensembles": {}}
     for name, ensemble in ENSEMBLES.items():
         width = ensemble_width(ensemble)
         base_equivalents = ensemble.get("bert-base", 0) + large_over_base * ensemble.get("bert-large", 0)
@@ -358,7 +364,7 @@ def extrapolate(runs: Sequence[Mapping[str, Any]], seconds_per_sentence: Mapping
             "gpu_hours_assumed": WIKI1M * base_equivalents / ASSUMED_GPU_BASE_PER_SECOND / 3600,
             "column_float32_bytes": column_bytes(WIKI1M, width, 1, "float32"),
             "column_float16_bytes": column_bytes(WIKI1M, width, 1, "float16"),
-            "chunk_bytes": column_bytes(CHUNK_SIZE, width, 1, "float32"),
+            "after_peak_bytes": after_ratio * column_bytes(CHUNK_SIZE, width, 1, "float32"),
             "before_peak_bytes": before_ratio * column_bytes(WIKI1M, width, 1, "float32"),
         }
     return result
@@ -411,23 +417,26 @@ def markdown(runs: Sequence[Mapping[str, Any]], targets: Mapping[str, Any], wiki
         "", "## Extrapolation to wiki1m (1,000,000 sentences, one column)", "",
         f"Measured here: random-weight BERT-base {seconds_per_sentence['bert-base'] * 1000:.0f} ms and BERT-large "
         f"{seconds_per_sentence['bert-large'] * 1000:.0f} ms per sentence (max_seq_length {MAX_SEQ_LENGTH}, CPU), so "
-        f"a large teacher costs {wiki1m['large_over_base_cost']:.2f} base teachers; the labelling itself (after, "
+        f"a large teacher costs {wiki1m['large_over_base_cost']:.2f} base teachers (their ratio of layers x "
+        f"hidden^2, the FLOPs per token, is {layer_flops('bert-large') / layer_flops('bert-base'):.2f}: the GPU hours "
+        "of large teachers may be understated by up to that factor); the labelling itself (after, "
         f"cheap teachers included) {wiki1m['labelling_overhead_seconds_per_row'] * 1e6:.0f} us per row. GPU hours "
         f"assume {ASSUMED_GPU_BASE_PER_SECOND:,.0f} BERT-base sentences/s per GPU (an assumption, not measured) "
-        "times the measured large/base ratio. Before held "
-        f"{wiki1m['before_peak_over_column']:.1f}x the float32 column at the largest N measured.", "",
-        "| teachers | width | CPU hours here | GPU hours (assumed rate) | column float32 / float16 (GB) | "
-        "after: peak RAM in-memory / on-disk dataset (GB) | before: peak RAM (GB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "times the measured large/base ratio. Peak memory scaled from the largest N measured: after "
+        f"{wiki1m['after_peak_over_chunk']:.1f}x a float32 chunk of {CHUNK_SIZE:,} rows, before "
+        f"{wiki1m['before_peak_over_column']:.1f}x the float32 column. Disk (after): a temporary .npy of the "
+        "distinct texts' rows, deleted when the call returns, and the Arrow file of the new dataset in datasets' "
+        "temporary cache directory (until Python exits), each the size of the column, under TMPDIR.", "",
+        "| teachers | width | CPU hours here | GPU hours (assumed rate) | label column float32 / float16 (GB) | "
+        "after: peak RAM (GB) | after: disk, float16 (GB) | before: peak RAM (GB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, cost in wiki1m["ensembles"].items():
         lines.append(
             f"| {name} | {cost['width']:,} | {cost['cpu_hours_here']:,.0f} | {cost['gpu_hours_assumed']:.1f} | "
             f"{cost['column_float32_bytes'] / 1e9:.1f} / {cost['column_float16_bytes'] / 1e9:.1f} | "
-            f"{(cost['column_float16_bytes'] + cost['chunk_bytes']) / 1e9:.1f} (float16) / "
-            f"{cost['chunk_bytes'] / 1e9:.2f} | {cost['before_peak_bytes'] / 1e9:.0f} |")
-    lines += ["", "Disk: the distinct texts' rows go through a temporary .npy of the column's size (TMPDIR); a "
-              "dataset loaded from disk gets its label column in a cache file of that size beside it."]
+            f"{cost['after_peak_bytes'] / 1e9:.1f} | {2 * cost['column_float16_bytes'] / 1e9:.1f} | "
+            f"{cost['before_peak_bytes'] / 1e9:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -468,6 +477,7 @@ def plot(runs: Sequence[Mapping[str, Any]], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--report", action="store_true", help="rebuild the Markdown and plot from the JSON results")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -475,20 +485,32 @@ def main() -> int:
         spec = json.loads(args.worker)
         print(json.dumps(bert_throughput(spec["bert"]) if "bert" in spec else run_worker(spec)))
         return 0
-    from distillcse_st.teachers import CHUNK_SIZE
-
+    if args.report:
+        results = read_json(RESULTS / "teacher_memory.json")
+        write_results(results["machine"], results["config"], results["runs"], results["seconds_per_sentence"])
+        return 0
     machine = machine_info()
     for kind in ("static", "bert0"):
         teacher_dirs(kind)
     runs = measure_all(args.sizes)
     seconds_per_sentence = {kind: in_subprocess({"bert": kind}) for kind in BERT_SIZES}
     print(json.dumps(seconds_per_sentence), flush=True)
-    targets = {name: target(points, CHUNK_SIZE) for name, points in series(runs).items()
-               if name.startswith("after") and len(points) > 1}
-    wiki1m = extrapolate(runs, seconds_per_sentence)
     config = {"sizes": args.sizes, "teachers": TEACHERS, "width": WIDTH, "vocab": VOCAB, "batch_size": BATCH,
               "text_chars": TEXT_CHARS, "cache_max_seq_length": CACHE_SEQ_LENGTH, "chunk_size": CHUNK_SIZE,
               "before": BEFORE, "configs": CONFIGS, "memory_share": MEMORY_SHARE}
+    write_results(machine, config, runs, seconds_per_sentence)
+    return 0
+
+
+def write_results(machine: Mapping[str, Any], config: Mapping[str, Any], runs: Sequence[Mapping[str, Any]],
+                  seconds_per_sentence: Mapping[str, float]) -> None:
+    """The JSON, Markdown and plot of a run, with the targets and the wiki1m extrapolation computed from it."""
+    from distillcse_st.training.teacher_cache import CHUNK
+
+    chunks = {"after": CHUNK_SIZE, "cache": CHUNK}
+    targets = {name: target(points, chunks[points[0]["implementation"]]) for name, points in series(runs).items()
+               if points[0]["implementation"] in chunks and len(points) > 1}
+    wiki1m = extrapolate(runs, seconds_per_sentence)
     write_json(RESULTS / "teacher_memory.json", {
         "machine": machine, "config": config, "runs": runs, "targets": targets,
         "seconds_per_sentence": seconds_per_sentence, "wiki1m": wiki1m,
@@ -497,7 +519,6 @@ def main() -> int:
     (RESULTS / "teacher_memory.md").write_text(report, encoding="utf-8")
     plot(runs, RESULTS / "teacher_memory.png")
     print(report)
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import teacher_memory  # noqa: E402
 
+from distillcse_st.teachers import CHUNK_SIZE  # noqa: E402
+
 STATUS = """Name:\tpython
 VmHWM:\t  204800 kB
 VmRSS:\t  102400 kB
@@ -77,3 +79,6 @@ def test_extrapolation_scales_the_measured_costs_to_wiki1m():
                                                        / 3600)
     assert paper["column_float16_bytes"] == 1e6 * 10240 * 2
     assert paper["before_peak_bytes"] == pytest.approx(6 * 1e6 * 10240 * 4)
+    chunk = teacher_memory.column_bytes(CHUNK_SIZE, 1536, 1, "float32")
+    assert result["after_peak_over_chunk"] == pytest.approx(1 / chunk)
+    assert paper["after_peak_bytes"] == pytest.approx(CHUNK_SIZE * 10240 * 4 / chunk)
