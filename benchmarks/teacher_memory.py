@@ -16,7 +16,8 @@ cost of real teachers comes from a separate measurement: sentences per second of
 BERT-large encoders (the FLOPs of SimCSE's teachers, max_seq_length 32) on this machine, from which the cost
 of wiki1m is extrapolated.
 
-    python benchmarks/teacher_memory.py                      # 10k, 40k, 160k (about 15 minutes on 2 busy cores)
+    python benchmarks/teacher_memory.py                      # 10k, 40k, 160k (30 minutes on 2 busy cores)
+    python benchmarks/teacher_memory.py --report             # the Markdown and plot again, from the JSON
     python benchmarks/teacher_memory.py --sizes 2000 8000    # a quick look
 """
 

@@ -292,7 +292,7 @@ def add_teacher_embeddings(
         fingerprint = generate_random_fingerprint()
         return dataset.map(
             label_rows, with_indices=True, batched=True, batch_size=chunk_size, load_from_cache_file=False,
-            new_fingerprint=fingerprint,
+            new_fingerprint=fingerprint, desc=f"Writing the {label_column!r} column",
             cache_file_name=str(Path(get_temporary_cache_files_directory()) / f"{label_column}-{fingerprint}.arrow"),
         )
 
