@@ -54,9 +54,11 @@ def test_target_compares_the_peak_growth_with_the_column_plus_a_chunk_and_checks
     points = [run(10, 100.0, 1.0), run(40, 200.0, 4.0), run(160, 100.0 + column + chunk, 32.0)]
     result = teacher_memory.target(points, chunk_size=8)
     assert result["met"] and result["peak_growth"] == column + chunk and result["limit"] == column + chunk
+    assert result["met_by_rss"] and result["rss_growth"] == column + chunk
     assert result["seconds_per_row_last_over_previous"] == pytest.approx(2.0)
     points[-1]["peak_anon_growth"] += 1
     assert not teacher_memory.target(points, chunk_size=8)["met"]
+    assert teacher_memory.target(points, chunk_size=8)["met_by_rss"]
 
 
 def test_series_groups_measured_runs_by_configuration_in_order_of_size():
