@@ -278,10 +278,15 @@ def add_teacher_embeddings(
             unique_texts = list(dict.fromkeys(texts))
             row_of = {text: row for row, text in enumerate(unique_texts)}
             rows = np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))
-            path = Path(tmp) / f"{number}.npy"
-            _encode_to_file(path, unique_texts, teachers, weights, batch_size, show_progress_bar, prompt, dtype,
-                            chunk_size, pools)
-            encoded.append((rows, np.load(path, mmap_mode="r")))
+            width = sum(teacher.get_embedding_dimension() for teacher in teachers)
+            stacked = np.lib.format.open_memmap(
+                Path(tmp) / f"{number}.npy", mode="w+", dtype=dtype, shape=(len(unique_texts), width)
+            )
+            encode_stacked_into(
+                stacked, unique_texts, teachers, weights, range(len(unique_texts)), chunk_size, batch_size,
+                show_progress_bar, prompt, pools,
+            )
+            encoded.append((rows, stacked))
 
         def label_rows(_batch: Mapping[str, list], indices: list[int]) -> dict[str, np.ndarray]:
             blocks = [stacked[rows[indices]] for rows, stacked in encoded]
@@ -297,26 +302,28 @@ def add_teacher_embeddings(
         )
 
 
-def _encode_to_file(
-    path: Path,
+def encode_stacked_into(
+    output: np.ndarray,
     texts: Sequence[str],
     teachers: Sequence[SentenceTransformer],
-    weights: Sequence[float],
-    batch_size: int,
-    show_progress_bar: bool,
-    prompt: str | None,
-    dtype: str,
-    chunk_size: int,
-    pools: Sequence[dict[str, Any] | None],
+    weights: Sequence[float] | None,
+    rows: range,
+    chunk_size: int = CHUNK_SIZE,
+    batch_size: int = 256,
+    show_progress_bar: bool = True,
+    prompt: str | None = None,
+    pools: Sequence[dict[str, Any] | None] | None = None,
 ) -> None:
-    """Write :func:`encode_stacked` of ``texts`` as a ``dtype`` ``.npy`` file, ``chunk_size`` texts at a time."""
-    width = sum(teacher.get_embedding_dimension() for teacher in teachers)
-    output = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(len(texts), width))
-    for begin in range(0, len(texts), chunk_size):
-        output[begin : begin + chunk_size] = encode_stacked(
-            texts[begin : begin + chunk_size], teachers, weights, batch_size, show_progress_bar, prompt, pools=pools
+    """Write :func:`encode_stacked` of ``texts[i]`` into ``output[i]`` for each ``i`` in ``rows``.
+
+    ``chunk_size`` texts at a time, so that at most a chunk of embeddings is held in memory besides ``output``
+    (e.g. a memory-mapped ``.npy``).
+    """
+    for begin in range(rows.start, rows.stop, chunk_size):
+        end = min(begin + chunk_size, rows.stop)
+        output[begin:end] = encode_stacked(
+            texts[begin:end], teachers, weights, batch_size, show_progress_bar, prompt, pools=pools
         ).numpy()
-    output.flush()
 
 
 @contextmanager

@@ -21,14 +21,13 @@ from accelerate import PartialState
 from datasets import Dataset
 
 from distillcse_st.models import load_model
-from distillcse_st.teachers import encode_stacked, resolve_weights
+from distillcse_st.teachers import encode_stacked_into, resolve_weights
 from distillcse_st.training.corpus import texts_digest
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 32768
 """Texts encoded at a time: bounds the memory of the float32 embeddings before they go to disk."""
-
 
 def _files_signature(directory: Path) -> list[tuple[str, int, int]]:
     return sorted(
@@ -106,9 +105,7 @@ def encode_into(
     output = np.load(tmp, mmap_mode="r+")
     with state.split_between_processes(torch.arange(len(texts))) as shard:
         first, end = (int(shard[0]), int(shard[-1]) + 1) if len(shard) else (0, 0)
-    for begin in range(first, end, CHUNK):
-        chunk = texts[begin : min(begin + CHUNK, end)]
-        output[begin : begin + len(chunk)] = encode_stacked(chunk, teachers, weights, batch_size, show_progress_bar)
+    encode_stacked_into(output, texts, teachers, weights, range(first, end), CHUNK, batch_size, show_progress_bar)
     output.flush()
     del output
     state.wait_for_everyone()
