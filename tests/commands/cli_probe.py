@@ -23,11 +23,11 @@ from distillcse_st.training import stages, teacher_cache  # noqa: E402
 def main() -> int:
     record_dir, interrupt_step, argv = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     record: dict[str, list[str]] = {"encoded": [], "finished": []}
-    encode_stacked, finish = teacher_cache.encode_stacked, stages.finish
+    encode_stacked_into, finish = teacher_cache.encode_stacked_into, stages.finish
 
-    def recording_encode(texts, *args, **kwargs):
-        record["encoded"].extend(texts)
-        return encode_stacked(texts, *args, **kwargs)
+    def recording_encode(output, texts, teachers, weights, rows, *args, **kwargs):
+        record["encoded"].extend(texts[rows.start : rows.stop])
+        return encode_stacked_into(output, texts, teachers, weights, rows, *args, **kwargs)
 
     def recording_finish(work, output):
         record["finished"].append(str(output))
@@ -38,7 +38,8 @@ def main() -> int:
             if state.global_step == interrupt_step:
                 raise KeyboardInterrupt
 
-    teacher_cache.encode_stacked, stages.finish, stages.DevScoreLog = recording_encode, recording_finish, Interrupt
+    teacher_cache.encode_stacked_into, stages.finish = recording_encode, recording_finish
+    stages.DevScoreLog = Interrupt
     try:
         return cli.main(argv)
     finally:
