@@ -54,14 +54,14 @@ def evaluate_sts(
     import mteb
     from mteb.cache import ResultCache
 
-    if isinstance(model_or_path, (str, Path)):  # first: a mistyped model path is the error the user sees
+    data_dir = default_data_dir(data_dir)
+    task_objects = resolve_tasks(tasks, data_dir)
+    if isinstance(model_or_path, (str, Path)):
         model = load_model(model_or_path)
         if model_name is None and not model.model_card_data.model_name:
             model_name = f"local/{Path(model_or_path).resolve().name}"
     else:
         model = model_or_path
-    data_dir = default_data_dir(data_dir)
-    task_objects = resolve_tasks(tasks, data_dir)
     encoder = _encoder(model, model_name)
     result = mteb.evaluate(
         encoder,
