@@ -80,19 +80,19 @@ def lr_sweep_lines(settings: Settings, sweep: dict[str, Any]) -> list[str]:
 
 
 def knob_sweep_lines(sweep: dict[str, Any]) -> list[str]:
-    """Markdown of table E's knob sweep: best STS-B dev per group_p (weight 1), then per weight."""
+    """Markdown of table E's knob sweep: best STS-B dev per group_p (weight 1), then per weight, as far as run."""
     best = sweep.get("best")
     chosen = (f"group_p {best['group_p']}, distillation_weight {best['distillation_weight']:g}" if best
               else "not yet (sweep unfinished)")
-    return [f"The in-batch term on STS-B dev ({sweep['row']}, seed {sweep['seed']}, lr {sweep['lr']:g}, best dev "
-            "during training):", "",
-            "| group_p (weight 1) | " + " | ".join(sweep["group_p"]) + " |", "|---|" + "---|" * len(sweep["group_p"]),
-            "| dev | " + " | ".join(f"{dev:.2f}" for dev in sweep["group_p"].values()) + " |", "",
-            "| distillation_weight (best group_p) | " + " | ".join(sorted(sweep["distillation_weight"], key=float))
-            + " |", "|---|" + "---|" * len(sweep["distillation_weight"]),
-            "| dev | " + " | ".join(f"{sweep['distillation_weight'][w]:.2f}"
-                                    for w in sorted(sweep["distillation_weight"], key=float)) + " |", "",
-            f"Chosen: {chosen}.", ""]
+    lines = [f"The in-batch term on STS-B dev ({sweep['row']}, seed {sweep['seed']}, lr {sweep['lr']:g}, best dev "
+             "during training):", ""]
+    for knob, scores in (("group_p (weight 1)", sweep["group_p"]),
+                         ("distillation_weight (best group_p)", sweep["distillation_weight"])):
+        keys = sorted(scores, key=lambda key: -1.0 if key == "none" else float(key))
+        if keys:
+            lines += [f"| {knob} | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
+                      "| dev | " + " | ".join(f"{scores[key]:.2f}" for key in keys) + " |", ""]
+    return lines + [f"Chosen: {chosen}.", ""]
 
 
 def mean_dev_curve(runs: Sequence[dict[str, Any]]) -> tuple[list[int], list[float], int] | None:
