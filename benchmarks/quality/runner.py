@@ -311,6 +311,9 @@ class CachedTeacher:
         self.rows = dict(zip(texts, array))
         self.width = array.shape[1]
 
+    def get_embedding_dimension(self) -> int:
+        return self.width
+
     def encode(self, texts: Sequence[str], **_: Any) -> torch.Tensor:
         return torch.from_numpy(np.stack([self.rows[text] for text in texts]))
 
@@ -351,7 +354,8 @@ def pairs_training(table: str, spec: Row) -> Training:
         distill = add_teacher_embeddings(Dataset.from_dict({"text": texts}), [cached], show_progress_bar=False)
         data = DatasetDict({"pairs": data, "distill": distill})
     live = MODELS[teacher] if spec.loss in ("mnrl+kd-live", "gist", "gist+kd") else None
-    return Training(data, MODELS[student], {"data": stats, "teacher": teacher}, cached.width, live, "no_duplicates")
+    return Training(data, MODELS[student], {"data": stats, "teacher": teacher}, cached.get_embedding_dimension(),
+                    live, "no_duplicates")
 
 
 def load_student(model_dir: str):

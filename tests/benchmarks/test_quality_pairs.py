@@ -7,7 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from quality import pairs  # noqa: E402
+import numpy as np  # noqa: E402
+from quality import pairs, runner  # noqa: E402
 
 SICK = """pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment
 1\tA man plays a guitar\tA person plays a guitar\t4.7\tENTAILMENT
@@ -53,3 +54,15 @@ def test_a_triplet_takes_the_anchors_contradiction_partner_unless_it_is_held_out
     assert pairs.build_triplets(built, sick, {"a held-out sentence"}) == [
         ("A man plays a guitar", "A person plays a guitar", "Nobody plays a guitar")]
     assert ("A dog runs", "A dog is running", "A held-out sentence") in pairs.build_triplets(built, sick, set())
+
+
+def test_a_cached_teacher_gives_add_teacher_embeddings_one_cached_row_per_text_and_column():
+    from datasets import Dataset
+
+    from distillcse_st.teachers import add_teacher_embeddings
+
+    cached = runner.CachedTeacher(["a", "b", "c"], np.diag([1.0, 2.0, 3.0]).astype(np.float32))
+    data = Dataset.from_dict({"anchor": ["a", "b"], "positive": ["c", "a"]})
+    labels = np.asarray(add_teacher_embeddings(data, [cached], column=["anchor", "positive"],
+                                               show_progress_bar=False)["label"])
+    np.testing.assert_allclose(labels, [[[1, 0, 0], [0, 0, 1]], [[0, 1, 0], [1, 0, 0]]])  # L2-normalised rows
