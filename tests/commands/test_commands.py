@@ -121,7 +121,7 @@ def test_demo(dev_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     ]
     assert read_json(recipe / "round0-simcse1" / "stage.json")["config"]["training"]["learning_rate"] == 5e-5
     distilled = read_json(recipe / "round1-distill" / "stage.json")["config"]
-    assert distilled["training"]["learning_rate"] == 1e-4 and distilled["loss"]["group_p"] == 0.5
+    assert distilled["training"]["learning_rate"] == 4e-4 and distilled["loss"]["group_p"] == 0.5
     assert distilled["teachers"] == [str(recipe / "round0-simcse1")]
     student = load(recipe / "round1-distill")
     assert student[0].auto_model.config.num_hidden_layers == 3
