@@ -201,6 +201,11 @@ def check_stacked_labels(labels: Tensor | None, rows: int, owner: str) -> Tensor
     return labels
 
 
+def stacked_width(teachers: Sequence[SentenceTransformer]) -> int:
+    """The width of a stacked label row: the teachers' embedding sizes added up."""
+    return sum(teacher.get_embedding_dimension() for teacher in teachers)
+
+
 def encode_stacked(
     texts: Sequence[str],
     teachers: Sequence[SentenceTransformer],
@@ -270,6 +275,7 @@ def add_teacher_embeddings(
         raise ValueError(f"dtype must be one of {LABEL_DTYPES}, got {dtype!r}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of texts, got {chunk_size}.")
+    width = stacked_width(teachers)
     with tempfile.TemporaryDirectory(prefix="teacher_embeddings-") as tmp, _pools(teachers, devices) as pools:
         encoded = []  # per column: the row of each text in the file of its distinct texts, and that file
         for number, name in enumerate(columns):
@@ -278,7 +284,6 @@ def add_teacher_embeddings(
             unique_texts = list(dict.fromkeys(texts))
             row_of = {text: row for row, text in enumerate(unique_texts)}
             rows = np.fromiter((row_of[text] for text in texts), dtype=np.int64, count=len(texts))
-            width = sum(teacher.get_embedding_dimension() for teacher in teachers)
             stacked = np.lib.format.open_memmap(
                 Path(tmp) / f"{number}.npy", mode="w+", dtype=dtype, shape=(len(unique_texts), width)
             )

@@ -44,7 +44,7 @@ from distillcse_st.training.defaults import MAX_SEQ_LENGTH, TRAINING_DEFAULTS, r
 from distillcse_st.training.model_cards import describe, model_name
 from distillcse_st.training.outputs import finish, partial_dir, start, write_json
 from distillcse_st.training.teacher_cache import cached_teacher_embeddings, with_cached_labels
-from distillcse_st.training.trainable import check_max_seq_length, check_trainable
+from distillcse_st.training.trainable import check_max_seq_length, check_trainable, global_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def training_arguments(output: Path, training_options: dict[str, Any] | None) ->
 
 
 def check_corpus_size(corpus: Dataset, args: SentenceTransformerTrainingArguments) -> None:
-    batch_size = args.per_device_train_batch_size * args.world_size
+    batch_size = global_batch_size(args)
     if len(corpus) < batch_size:
         raise InputError(f"the corpus has {len(corpus)} sentences, fewer than one batch ({batch_size})")
 

@@ -21,13 +21,14 @@ from accelerate import PartialState
 from datasets import Dataset
 
 from distillcse_st.models import load_model
-from distillcse_st.teachers import encode_stacked_into, resolve_weights
+from distillcse_st.teachers import encode_stacked_into, resolve_weights, stacked_width
 from distillcse_st.training.corpus import texts_digest
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 32768
 """Texts encoded at a time: bounds the memory of the float32 embeddings before they go to disk."""
+
 
 def _files_signature(directory: Path) -> list[tuple[str, int, int]]:
     return sorted(
@@ -96,11 +97,11 @@ def encode_into(
     teachers = [load_model(directory, "teacher") for directory in teacher_dirs]
     for teacher in teachers:
         teacher.max_seq_length = min(teacher.max_seq_length or max_seq_length, max_seq_length)
-    width = sum(teacher.get_embedding_dimension() for teacher in teachers)
     tmp = path.with_name(path.stem + ".tmp.npy")
     if state.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(texts), width)).flush()
+        shape = (len(texts), stacked_width(teachers))
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
     state.wait_for_everyone()
     output = np.load(tmp, mmap_mode="r+")
     with state.split_between_processes(torch.arange(len(texts))) as shard:

@@ -20,9 +20,14 @@ MAX_SEED = 2**32 - 1
 """numpy's largest seed, which the Trainer's ``set_seed`` passes on."""
 
 
+def global_batch_size(args: SentenceTransformerTrainingArguments) -> int:
+    """The batch of one step over all the run's processes."""
+    return args.per_device_train_batch_size * args.world_size
+
+
 def check_trainable(args: SentenceTransformerTrainingArguments) -> None:
     """Raise an ``InputError`` for the first setting of ``args`` that cannot train."""
-    global_batch = args.per_device_train_batch_size * args.world_size
+    global_batch = global_batch_size(args)
     if global_batch < 2:
         raise InputError(
             f"the batch size must be at least 2, got {global_batch}: every DistillCSE loss is in-batch, and a "
@@ -35,8 +40,9 @@ def check_trainable(args: SentenceTransformerTrainingArguments) -> None:
     if args.max_steps == -1 and not args.num_train_epochs > 0:
         raise InputError(f"num_train_epochs must be positive, got {args.num_train_epochs}")
     for name in ("eval_steps", "save_steps", "logging_steps", "gradient_accumulation_steps"):
-        if getattr(args, name) is not None and not getattr(args, name) > 0:
-            raise InputError(f"{name} must be positive, got {getattr(args, name)}")
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise InputError(f"{name} must be positive, got {value}")
     if args.save_total_limit is not None and args.save_total_limit < 1:
         raise InputError(f"save_total_limit must be at least 1 (or unset), got {args.save_total_limit}")
     if not 0 <= args.seed <= MAX_SEED:
