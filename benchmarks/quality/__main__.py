@@ -16,8 +16,9 @@ best point is interior. Resumable: finished runs are files ``results/quality_run
 [-seed<k>].json`` and are skipped; a run stopped midway resumes from its last checkpoint
 (``benchmarks/cache/quality-steps<S>-K<K>/models/<run>.partial``). The queue (``queue.QUEUE``) is ordered by
 importance; ``--runs`` runs a list of its runs instead, so that a second process (a second core) takes
-other runs. Two processes must never train the same model at once: a table B student trains any
-SimCSE teacher it lacks, so give a second process only runs whose teachers are trained or its own.
+other runs. A process that reaches a run another one is training waits for it (a lock per run), then
+reads it back: a table B student trains any SimCSE teacher it lacks, so give a second process runs whose
+teachers are trained or its own, or it spends that time waiting.
 
     python -m benchmarks.quality --steps 1000 --lr dev --tables AC   # issue 15's tables A and C (long)
     python -m benchmarks.quality --steps 600 --K 4 --lr dev --tables B

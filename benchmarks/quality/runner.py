@@ -9,10 +9,12 @@ also train with ST's and with ``InBatchDistillLoss``, so the loss is built here 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +133,19 @@ class Training:
     batch_sampler: str | None = None
 
 
+@contextlib.contextmanager
+def run_lock(model_dir: Path) -> Iterator[None]:
+    """Hold ``<model>.lock`` while a run trains: a second process (``--runs`` beside the queue) that reaches the
+    same run waits for it, then reads it back, instead of training the same model at once."""
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(model_dir.with_name(f"{model_dir.name}.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def train(settings: Settings, name: str, training: Training, spec: Row, seed: int, lr: float) -> dict[str, Any]:
-    """Train one run with the package's stage runner (or read it back when finished); resumes a partial run.
+    """Train one run with the package's stage runner (or read it back when finished); resumes a partial run;
+    one process at a time per run (:func:`run_lock`).
 
     A row with its own batch size runs as many steps fewer (and evaluates as much more rarely) as its batch is
     larger, so that it sees the same texts as the other rows."""
@@ -148,21 +161,22 @@ def train(settings: Settings, name: str, training: Training, spec: Row, seed: in
               "distillation_weight": spec.distillation_weight, "seed": seed, "lr": lr,
               "settings": {key: settings.record()[key] for key in shaping} | {
                   "steps": steps, "batch_size": batch, "eval_steps": eval_steps}}
-    if not (model_dir / STAGE_FILE).is_file():
-        set_seed(seed)
-        model = training.init()
-        teacher = training.teacher() if training.teacher else None
-        loss = build_loss(spec, model, training.teacher_dim, teacher)
-        options = {"max_steps": steps, "per_device_train_batch_size": batch,
-                   "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
-                   "lr_scheduler_type": settings.scheduler, "eval_steps": eval_steps,
-                   "save_steps": eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
-                   "disable_tqdm": True}
-        if training.batch_sampler:
-            options["batch_sampler"] = training.batch_sampler
-        start(model_dir, config, overwrite=False)
-        run_stage(model, training.data, loss, training_arguments(model_dir, options), dev_evaluator(),
-                  model_dir, config, settings.max_seq_length)
+    with run_lock(model_dir):
+        if not (model_dir / STAGE_FILE).is_file():
+            set_seed(seed)
+            model = training.init()
+            teacher = training.teacher() if training.teacher else None
+            loss = build_loss(spec, model, training.teacher_dim, teacher)
+            options = {"max_steps": steps, "per_device_train_batch_size": batch,
+                       "learning_rate": lr, "warmup_steps": settings.warmup_ratio,  # a float: a ratio (transformers 5)
+                       "lr_scheduler_type": settings.scheduler, "eval_steps": eval_steps,
+                       "save_steps": eval_steps, "save_total_limit": 1, "seed": seed, "data_seed": seed,
+                       "disable_tqdm": True}
+            if training.batch_sampler:
+                options["batch_sampler"] = training.batch_sampler
+            start(model_dir, config, overwrite=False)
+            run_stage(model, training.data, loss, training_arguments(model_dir, options), dev_evaluator(),
+                      model_dir, config, settings.max_seq_length)
     stage = read_json(model_dir / STAGE_FILE)
     best = stage["best_checkpoint"]
     record = {**{k: config[k] for k in ("name", "loss_kind", "group_p", "distillation_weight", "seed", "lr",

@@ -355,3 +355,31 @@ def test_tables_are_letters_or_comma_separated_names():
     for bad in ("", "AX", "E1"):
         with pytest.raises(ValueError, match="--tables"):
             quality_queue.parse_tables(bad)
+
+
+def test_a_second_process_reaching_a_run_being_trained_waits_for_it(tmp_path):
+    import threading
+
+    model_dir = tmp_path / "models" / "E1-minilm" / "mnrl-seed1-lr0.0004"
+    first_holds, release, order = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with quality_runner.run_lock(model_dir):
+            first_holds.set()
+            release.wait()
+            order.append("first done")
+
+    def second() -> None:
+        with quality_runner.run_lock(model_dir):
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    first_holds.wait()
+    threads[1].start()
+    threads[1].join(timeout=0.5)
+    assert threads[1].is_alive() and order == []  # flock: each open of the lock file is its own holder
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert order == ["first done", "second in"]
