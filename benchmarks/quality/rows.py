@@ -63,10 +63,11 @@ P_GRID = (0.1, 0.3, 0.5, 0.7)
 P_SWEEP_SEEDS = (0, 1, 2)
 P_SWEEP_ROWS = {"A": "group-p-no-contrastive", "B": "group-p"}
 # table E's in-batch term, chosen on STS-B dev at vanilla KD's lr (knob sweep): group_p among P_CHOICES at weight
-# 1, then the weight of the best along W_LADDER, from W_GRID until the best point is interior
+# 1, then the weight of the best along W_LADDER, from W_GRID until the best point is interior. Adam is blind to the
+# loss's scale, so a weight w trains as (1/w) * base + term: the ladder's top is the in-batch term nearly alone
 KNOB_ROW = "mnrl+kd-dev"
 P_CHOICES = (None, 0.1, 0.3, 0.5)
-W_LADDER = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+W_LADDER = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 W_GRID = (0.3, 1.0, 3.0)
 EVAL_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's own max length, for every row's final evaluation
 

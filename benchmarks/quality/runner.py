@@ -229,9 +229,19 @@ def run_path(settings: Settings, table: str, row: str, seed: int | None) -> Path
 
 
 def is_done(settings: Settings, table: str, row: str, seed: int | None) -> bool:
-    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained)."""
+    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained);
+    a ``-dev`` row with the knobs the knob sweep chooses now (a sweep grown since redoes it)."""
     path = run_path(settings, table, row, seed)
-    return path.is_file() and set(TASKS[table]) <= set(read_json(path)["scores"])
+    if not path.is_file():
+        return False
+    run = read_json(path)
+    return set(TASKS[table]) <= set(run["scores"]) and (
+        not row.endswith("-dev") or knobs_of(run) == read_knobs(settings.runs, table))
+
+
+def knobs_of(run: dict[str, Any]) -> Knobs:
+    """The in-batch term a run trained with (its train record)."""
+    return Knobs(run["train"]["group_p"], run["train"]["distillation_weight"])
 
 
 def write_run(settings: Settings, table: str, row: str, seed: int | None, scores: dict[str, float],

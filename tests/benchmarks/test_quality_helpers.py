@@ -383,3 +383,19 @@ def test_a_second_process_reaching_a_run_being_trained_waits_for_it(tmp_path):
     for thread in threads:
         thread.join()
     assert order == ["first done", "second in"]
+
+
+def test_a_dev_row_scored_with_knobs_the_grown_sweep_no_longer_chooses_is_redone(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, steps=160, lr=None)
+    table_dir = settings.runs / "E1-minilm"
+    table_dir.mkdir(parents=True)
+    sweep = table_dir / "knob-sweep.json"
+    scores = {task: 70.0 for task in quality_rows.STS7}
+    run = {"scores": scores, "train": {"group_p": None, "distillation_weight": 30.0}}
+    (table_dir / "mnrl+kd-dev-seed0.json").write_text(json.dumps(run))
+    (table_dir / "mnrl-seed0.json").write_text(json.dumps(run))
+    sweep.write_text(json.dumps({"best": {"group_p": None, "distillation_weight": 30.0}}))
+    assert quality_runner.is_done(settings, "E1-minilm", "mnrl+kd-dev", 0)
+    sweep.write_text(json.dumps({"best": {"group_p": None, "distillation_weight": 100.0}}))  # the ladder grew
+    assert not quality_runner.is_done(settings, "E1-minilm", "mnrl+kd-dev", 0)
+    assert quality_runner.is_done(settings, "E1-minilm", "mnrl", 0)  # rows without knobs do not depend on it
