@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from common import RESULTS, machine_info, read_json, write_json
 
-from .rows import P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, Settings
+from .rows import P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, W_LADDER, Settings
 
 Runs = dict[str, list[dict[str, Any]]]
 
@@ -84,6 +84,9 @@ def knob_sweep_lines(sweep: dict[str, Any]) -> list[str]:
     best = sweep.get("best")
     chosen = (f"group_p {best['group_p']}, distillation_weight {best['distillation_weight']:g}" if best
               else "not yet (sweep unfinished)")
+    if best and best["distillation_weight"] == W_LADDER[-1]:
+        chosen += (f" (the ladder's top: under Adam the base loss then weighs 1/{W_LADDER[-1]:g} of the term, "
+                   "which trains nearly alone; the last points show whether dev has levelled off)")
     lines = [f"The in-batch term on STS-B dev ({sweep['row']}, seed {sweep['seed']}, lr {sweep['lr']:g}, best dev "
              "during training):", ""]
     for knob, scores in (("group_p (weight 1)", sweep["group_p"]),

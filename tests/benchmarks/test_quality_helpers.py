@@ -399,3 +399,14 @@ def test_a_dev_row_scored_with_knobs_the_grown_sweep_no_longer_chooses_is_redone
     sweep.write_text(json.dumps({"best": {"group_p": None, "distillation_weight": 100.0}}))  # the ladder grew
     assert not quality_runner.is_done(settings, "E1-minilm", "mnrl+kd-dev", 0)
     assert quality_runner.is_done(settings, "E1-minilm", "mnrl", 0)  # rows without knobs do not depend on it
+
+
+def test_the_report_says_when_the_chosen_weight_is_the_ladders_top():
+    top = quality_rows.W_LADDER[-1]
+    sweep = {"row": "mnrl+kd-dev", "seed": 0, "lr": 4e-4, "group_p": {"none": 80.0},
+             "distillation_weight": {"1": 80.0, f"{top:g}": 81.0}}
+    chosen = [line for line in quality_report.knob_sweep_lines(
+        sweep | {"best": {"group_p": None, "distillation_weight": top}}) if line.startswith("Chosen")]
+    assert "the ladder's top" in chosen[0]
+    inside = quality_report.knob_sweep_lines(sweep | {"best": {"group_p": None, "distillation_weight": 1.0}})
+    assert "the ladder's top" not in "\n".join(inside)
