@@ -17,8 +17,9 @@ logger = logging.getLogger("quality")
 Steps = list[tuple[str, tuple[str, ...], tuple[int, ...]]]  # (step, rows, seeds), first things first
 
 # Table E's blocks: MNRL alone and ours over it (vanilla KD's lr swept beside MNRL's, then group_p and the weight
-# chosen on dev: "knobs"), ST's multi-objective route, then GISTEmbedLoss and ours over it, the live teacher (same
-# loss as precomputed), the cached losses at batch 256, MarginMSELoss on the (small) triplet variant
+# chosen on dev: "knobs"), ST's multi-objective route and ours on top of it, then GISTEmbedLoss and ours over it,
+# the live teacher (same loss as precomputed), the cached losses at batch 256, MarginMSELoss on the (small) triplet
+# variant
 E_QUEUE: Steps = [("sweep", ("mnrl", "mnrl+kd"), ()),
                   ("eval", ("initial-student", "teacher"), ()),
                   ("rows", ("mnrl", "mnrl+kd"), (0,)),
@@ -27,6 +28,7 @@ E_QUEUE: Steps = [("sweep", ("mnrl", "mnrl+kd"), ()),
                   ("sweep", ("mnrl|embed-distill",), ()),
                   ("rows", ("mnrl|embed-distill",), (0,)),
                   ("rows", ("mnrl", "mnrl+kd-dev", "mnrl|embed-distill", "mnrl+kd"), (1, 2)),
+                  ("rows", ("mnrl+kd|embed-distill",), (0, 1, 2)),
                   ("sweep", ("gist",), ()),
                   ("rows", ("gist", "gist+kd"), (0, 1, 2)),
                   ("rows", ("mnrl+kd-live",), (0, 1, 2)),

@@ -155,6 +155,9 @@ def e_rows(block: str) -> dict[str, Row]:
                       None, "mnrl+kd"),
         "mnrl|embed-distill": Row("ST multi-objective: MNRL + EmbedDistillLoss (cosine) on the same texts",
                                   "mnrl|embed-distill", None),
+        # ours on top of ST's multi-objective route: does the in-batch term add to it?
+        "mnrl+kd|embed-distill": Row("ST multi-objective with InBatchDistillLoss(MNRL), vanilla KD, on the pairs",
+                                     "mnrl+kd|embed-distill", None, "mnrl|embed-distill"),
         "gist": Row(f"ST GISTEmbedLoss, guide {teacher}", "gist", None),
         "gist+kd": Row("InBatchDistillLoss(GISTEmbedLoss), vanilla KD", "gist+kd", None, "gist"),
         "mnrl+kd-live": Row("InBatchDistillLoss(MNRL), vanilla KD, live teacher", "mnrl+kd-live", None, "mnrl+kd"),
@@ -288,6 +291,8 @@ def build_loss(row: Row, model, teacher_dim: int | None = None, teacher=None) ->
         "mnrl+kd": lambda: in_batch(MultipleNegativesRankingLoss(model)),
         "mnrl+kd-live": lambda: in_batch(MultipleNegativesRankingLoss(model), [teacher]),
         "mnrl|embed-distill": lambda: {"pairs": MultipleNegativesRankingLoss(model), "distill": embed_distill()},
+        "mnrl+kd|embed-distill": lambda: {"pairs": in_batch(MultipleNegativesRankingLoss(model)),
+                                          "distill": embed_distill()},
         "gist": lambda: GISTEmbedLoss(model, guide=teacher),
         "gist+kd": lambda: in_batch(GISTEmbedLoss(model, guide=teacher)),
         "cached-mnrl": cached_mnrl,

@@ -367,13 +367,13 @@ def pairs_training(table: str, spec: Row) -> Training:
     cached = cached_teacher(teacher, pairs, triplets)
     names = ["anchor", "positive"]
     data = Dataset.from_dict(columns(pairs, names))
-    if spec.loss in ("mnrl+kd", "gist+kd", "cached-mnrl+kd"):
+    if spec.loss in ("mnrl+kd", "gist+kd", "cached-mnrl+kd", "mnrl+kd|embed-distill"):
         data = add_teacher_embeddings(data, [cached], column=names, show_progress_bar=False)
-    elif spec.loss == "margin-mse":
+    if spec.loss == "margin-mse":
         anchor, positive, negative = (cached.encode(column) for column in zip(*triplets))
         margins = ((anchor * positive).sum(-1) - (anchor * negative).sum(-1)).tolist()
         data = Dataset.from_dict(columns(triplets, [*names, "negative"]) | {"label": margins})
-    elif spec.loss == "mnrl|embed-distill":
+    elif spec.loss.endswith("|embed-distill"):
         texts = list(dict.fromkeys(text for pair in pairs for text in pair))
         distill = add_teacher_embeddings(Dataset.from_dict({"text": texts}), [cached], show_progress_bar=False)
         data = DatasetDict({"pairs": data, "distill": distill})

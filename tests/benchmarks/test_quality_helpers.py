@@ -242,8 +242,10 @@ def test_every_trained_row_builds_its_loss_with_its_own_distillation_weight(tiny
             if row.loss is None:
                 continue
             loss = quality_rows.build_loss(row, model, teacher=teacher)
-            if isinstance(loss, dict):  # ST's multi-objective training: ST's losses only
-                assert not any(isinstance(part, InBatchDistillLoss) for part in loss.values()), (table, name)
+            if isinstance(loss, dict):  # ST's multi-objective training: ours only where the pairs' kind says so
+                ours = [part for part in loss.values() if isinstance(part, InBatchDistillLoss)]
+                assert len(ours) == ("+kd" in row.loss), (table, name)
+                assert all(part.get_config_dict()["distillation_weight"] == row.distillation_weight for part in ours)
                 continue
             config = loss.get_config_dict()
             if row.loss in ("mse", "embed-distill", "simcse") or "+" not in row.loss and table.startswith("E"):
