@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from sentence_transformers import (
     InputExample,
     SentenceTransformer,
@@ -522,6 +522,26 @@ def test_trainer_with_eval_dataset_model_card_and_save_load(tiny_model_dir, shar
     reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
     torch.testing.assert_close(reloaded.encode(corpus[:4], convert_to_tensor=True),
                                student.encode(corpus[:4], convert_to_tensor=True), atol=1e-6, rtol=0)
+
+
+def test_multi_dataset_training_beside_embed_distill_loss(tiny_model_dir, shared_vocab_teacher, corpus, tmp_path):
+    """ST's multi-objective training (table E's row on top of ST's route): a DatasetDict of pairs, our term over
+    MNRL with (B, 2, d) labels, and of texts, EmbedDistillLoss with (B, d) labels; each loss gets its own batches."""
+    student = load(tiny_model_dir)
+    names = COLUMNS["pairs"]
+    pairs = add_teacher_embeddings(Dataset.from_dict({"anchor": corpus[:8], "positive": corpus[8:16]}),
+                                   [shared_vocab_teacher], column=names, show_progress_bar=False)
+    texts = add_teacher_embeddings(Dataset.from_dict({"text": corpus[:16]}), [shared_vocab_teacher],
+                                   show_progress_bar=False)
+    loss = {"pairs": InBatchDistillLoss(student, MultipleNegativesRankingLoss(student), group_p=None),
+            "distill": EmbedDistillLoss(student, distance_metric="cosine")}
+    label_dims: dict[str, list[int]] = {"pairs": [], "distill": []}
+    for name, part in loss.items():
+        part.register_forward_hook(lambda module, args, output, name=name: label_dims[name].append(args[1].dim()))
+    trainer = SentenceTransformerTrainer(model=student, args=training_args(tmp_path, num_train_epochs=1),
+                                         train_dataset=DatasetDict({"pairs": pairs, "distill": texts}), loss=loss)
+    trainer.train()
+    assert label_dims == {"pairs": [3, 3], "distill": [2, 2, 2, 2]}  # every batch of each, proportionally
 
 
 def test_fit_with_3d_labels(tiny_model_dir, shared_vocab_teacher, columns_data, tmp_path, monkeypatch):
