@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from common import RESULTS, machine_info, read_json, write_json
 
-from .rows import P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, W_LADDER, Settings
+from .rows import E_BLOCKS, OUT_OF_DOMAIN, P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, W_LADDER, Settings
 
 Runs = dict[str, list[dict[str, Any]]]
 
@@ -134,7 +134,10 @@ def report(settings: Settings) -> str:
             continue
         tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
+        # table E: the out-of-domain average beside the seven tasks' (its targets name both)
+        ood = {row: summarise(runs, OUT_OF_DOMAIN) for row, runs in rows.items()} if table in E_BLOCKS else {}
         out["tables"][table] = {row: {"label": ROWS[table][row].label, **summaries[row],
+                                      **({"out_of_domain": ood[row]} if ood else {}),
                                       "runs": [{k: r[k] for k in ("seed", "scores", "average")}
                                                | {"best_dev": best_dev(r)} for r in runs]}
                                 for row, runs in rows.items()}
@@ -142,11 +145,13 @@ def report(settings: Settings) -> str:
         paper = " paper, BERT-base, STS7 avg |" if table == "B" else ""
         md += [f"## Table {title}, {', '.join(tasks)}", ""]
         if rows:
-            md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) | STS-B dev |{paper}",
-                   "|---|" + "---|" * len(tasks) + "---|---|" + ("---|" if paper else "")]
+            ood_column = " STS12-16 avg (out of domain) |" if ood else ""
+            md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) |{ood_column} STS-B dev |{paper}",
+                   "|---|" + "---|" * len(tasks) + "---|---|" + ("---|" if paper else "") + ("---|" if ood else "")]
         for row, s in summaries.items():
             md.append(f"| {ROWS[table][row].label} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
-                      + f" | {fmt(s)} | " + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
+                      + f" | {fmt(s)} | " + (f"{fmt(ood[row])} | " if ood else "")
+                      + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
                       + (f" {PAPER[row]:.2f} |" if row in PAPER else " |") * bool(paper))
         md += [""] if rows else []
         data = next((run["data"] for runs in rows.values() for run in runs if run.get("data")), None)

@@ -19,6 +19,7 @@ from common import CACHE, MAX_SEQ_LENGTH, RESULTS, STS_DIR, wiki_sentences
 from torch import nn
 
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
+OUT_OF_DOMAIN = STS7[:5]  # table E trains on no sentence of STS12-16 (pairs.py)
 E_BLOCKS = {  # table E's blocks: (student, teacher) on supervised pairs (pairs.py)
     "E1-minilm": ("pruned-minilm", "minilm"),
     "E1-mpnet": ("pruned-minilm", "mpnet"),
