@@ -361,6 +361,17 @@ def row_spec(table: str, row: str, K: int, best_p: float | None = None,
     return base, spec, int(k) if k else K
 
 
+TEACHER_FREE = ("mnrl", "cached-mnrl")  # table E's losses that never read the teacher
+
+
+def model_table(table: str, base: str) -> str:
+    """The table whose cached model a row's run is: a teacher-free row of table E trains once per student, under
+    the first block with that student (E1-mpnet's MNRL is E1-minilm's run), every other row under its own."""
+    if table not in E_BLOCKS or ROWS[table][base].loss not in TEACHER_FREE:
+        return table
+    return next(block for block, (student, _) in E_BLOCKS.items() if student == E_BLOCKS[table][0])
+
+
 def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = None,
              knobs: Knobs | None = None) -> str:
     """The cache name of a run; rows with a p override are named by their p (``-devp`` is ``-p<best p>``), a
@@ -369,7 +380,7 @@ def run_name(table: str, row: str, seed: int, lr: float, best_p: float | None = 
     if chosen is not None:
         return f"{table}/{name}{knobs_suffix(ROWS[table][name], chosen)}-seed{seed}-lr{lr:g}"
     base, group_p = split_p(row, best_p)
-    return f"{table}/{base}{'' if group_p is None else f'-p{group_p:g}'}-seed{seed}-lr{lr:g}"
+    return f"{model_table(table, base)}/{base}{'' if group_p is None else f'-p{group_p:g}'}-seed{seed}-lr{lr:g}"
 
 
 # ----------------------------------------------------------------------------------------------- corpora

@@ -426,3 +426,11 @@ def test_table_e_reports_the_out_of_domain_average_beside_the_seven_tasks(tmp_pa
     assert e_line.endswith("| 72.43 ± 1.41 (n=2) | 65.00 ± 1.41 (n=2) |  |")  # seven tasks, then STS12-16
     headers = [line for line in md.splitlines() if line.startswith("| row | STS12")]  # table A's, then E1's
     assert [header.endswith("| avg (mean ± std, n) | STS-B dev |") for header in headers] == [True, False]
+
+
+def test_table_e_trains_a_teacher_free_row_once_per_student():
+    name = quality_rows.run_name
+    assert name("E1-mpnet", "mnrl", 1, 1e-4) == name("E1-minilm", "mnrl", 1, 1e-4) == "E1-minilm/mnrl-seed1-lr0.0001"
+    assert name("E2-self", "cached-mnrl", 0, 5e-5) == "E2-mpnet/cached-mnrl-seed0-lr5e-05"
+    assert name("E1-mpnet", "mnrl+kd", 1, 1e-4) == "E1-mpnet/mnrl+kd-seed1-lr0.0001"  # reads its teacher
+    assert name("E2-self", "mnrl", 0, 5e-5) != name("E1-minilm", "mnrl", 0, 5e-5)  # another student
