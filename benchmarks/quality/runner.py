@@ -552,5 +552,7 @@ def knob_sweep(settings: Settings, table: str) -> None:
     while todo := [w for w in ladder_grid(W_GRID, W_LADDER, by_weight) if f"{w:g}" not in by_weight]:
         record(by_weight, f"{todo[0]:g}", Knobs(group_p, todo[0]))
     weight = max(ladder_grid(W_GRID, W_LADDER, by_weight), key=lambda w: by_weight[f"{w:g}"])
-    sweep["best"] = {"group_p": group_p, "distillation_weight": weight}
-    write_json(path, sweep | {"machine": machine_info()})
+    best = {"group_p": group_p, "distillation_weight": weight}
+    if sweep.get("best") != best:  # a finished sweep rereads its file without rewriting it
+        sweep["best"] = best
+        write_json(path, sweep | {"machine": machine_info()})

@@ -345,6 +345,9 @@ def test_the_knob_sweep_tries_every_p_then_grows_the_weight_grid_and_resumes(tmp
     assert calls[2:] == [Knobs(0.1, 1.0), Knobs(0.3, 1.0), Knobs(0.5, 1.0), Knobs(0.3, 0.3), Knobs(0.3, 3.0),
                          Knobs(0.3, 10.0)]  # only the interrupted run is repeated; weight 1 is p = 0.3's run
     assert quality_rows.read_knobs(settings.runs, "E1-minilm") == Knobs(0.3, 3.0)
+    finished = (settings.runs / "E1-minilm" / "knob-sweep.json").read_bytes()
+    quality_runner.knob_sweep(settings, "E1-minilm")  # the queue passes it again: nothing to run or rewrite
+    assert len(calls) == 8 and (settings.runs / "E1-minilm" / "knob-sweep.json").read_bytes() == finished
     lines = "\n".join(quality_report.knob_sweep_lines(json.loads((settings.runs / "E1-minilm" /
                                                                   "knob-sweep.json").read_text())))
     assert "| dev | 70.00 | 71.00 | 72.00 | 71.50 |" in lines
