@@ -32,6 +32,7 @@ from sentence_transformers.sentence_transformer.losses import (
     AdaptiveLayerLoss,
     CachedMultipleNegativesRankingLoss,
     EmbedDistillLoss,
+    GISTEmbedLoss,
     Matryoshka2dLoss,
     MatryoshkaLoss,
     MSELoss,
@@ -138,6 +139,23 @@ def test_mnrl_plus_kd_by_hand(student, shared_vocab_teacher, columns_data, layou
     candidates, teacher_candidates = torch.cat(student_columns[1:]), torch.cat(teacher_columns[1:])
     assert candidates.size(0) == 6 * (len(names) - 1)
     kd = kd_by_hand(student_columns[0], candidates, cos(teacher_columns[0], teacher_candidates), exclude_self=False)
+    assert value.item() == pytest.approx(base_value.item() + 0.5 * kd.item(), rel=1e-5)
+
+
+def test_gist_base_with_a_guide_and_precomputed_labels_by_hand(student, shared_vocab_teacher, columns_data):
+    """Table E1-mpnet's best recipe: GISTEmbedLoss with the teacher as guide, plus the term read from the
+    precomputed (B, 2, d) labels; GIST ignores the labels, the term ignores the guide."""
+    names = COLUMNS["pairs"]
+    base = GISTEmbedLoss(student, guide=shared_vocab_teacher)
+    loss = InBatchDistillLoss(student, base, group_p=None, distillation_weight=0.5)
+    labels = labels_3d(shared_vocab_teacher, columns_data, names)
+    value = loss(features_of(student, columns_data, names), labels)
+
+    with torch.no_grad():
+        base_value = base(features_of(student, columns_data, names), labels)
+    anchors, positives = (encode(student, columns_data[name]) for name in names)
+    teacher = cos(*(encode(shared_vocab_teacher, columns_data[name]) for name in names))
+    kd = kd_by_hand(anchors, positives, teacher, exclude_self=False)
     assert value.item() == pytest.approx(base_value.item() + 0.5 * kd.item(), rel=1e-5)
 
 
