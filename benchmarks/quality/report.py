@@ -8,7 +8,19 @@ from typing import Any
 import numpy as np
 from common import RESULTS, machine_info, read_json, write_json
 
-from .rows import E_BLOCKS, OUT_OF_DOMAIN, P_SWEEP, P_SWEEP_ROWS, PAPER, ROWS, TASKS, TITLES, W_LADDER, Settings
+from .rows import (
+    E_BLOCKS,
+    IN_DOMAIN,
+    OUT_OF_DOMAIN,
+    P_SWEEP,
+    P_SWEEP_ROWS,
+    PAPER,
+    ROWS,
+    TASKS,
+    TITLES,
+    W_LADDER,
+    Settings,
+)
 
 Runs = dict[str, list[dict[str, Any]]]
 
@@ -134,10 +146,11 @@ def report(settings: Settings) -> str:
             continue
         tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
-        # table E: the out-of-domain average beside the seven tasks' (its targets name both)
-        ood = {row: summarise(runs, OUT_OF_DOMAIN) for row, runs in rows.items()} if table in E_BLOCKS else {}
+        # table E: the out-of-domain and in-domain averages beside the seven tasks' (its targets name all three)
+        ood, ind = ({row: summarise(runs, part) for row, runs in rows.items()} if table in E_BLOCKS else {}
+                    for part in (OUT_OF_DOMAIN, IN_DOMAIN))
         out["tables"][table] = {row: {"label": ROWS[table][row].label, **summaries[row],
-                                      **({"out_of_domain": ood[row]} if ood else {}),
+                                      **({"out_of_domain": ood[row], "in_domain": ind[row]} if ood else {}),
                                       "runs": [{k: r[k] for k in ("seed", "scores", "average")}
                                                | {"best_dev": best_dev(r)} for r in runs]}
                                 for row, runs in rows.items()}
@@ -145,12 +158,12 @@ def report(settings: Settings) -> str:
         paper = " paper, BERT-base, STS7 avg |" if table == "B" else ""
         md += [f"## Table {title}, {', '.join(tasks)}", ""]
         if rows:
-            ood_column = " STS12-16 avg (out of domain) |" if ood else ""
-            md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) |{ood_column} STS-B dev |{paper}",
-                   "|---|" + "---|" * len(tasks) + "---|---|" + ("---|" if paper else "") + ("---|" if ood else "")]
+            e_columns = " STS12-16 avg (out of domain) | STSBenchmark + SICK-R avg (in domain) |" if ood else ""
+            md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) |{e_columns} STS-B dev |{paper}",
+                   "|---|" + "---|" * (len(tasks) + 2 + bool(paper) + 2 * bool(ood))]
         for row, s in summaries.items():
             md.append(f"| {ROWS[table][row].label} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
-                      + f" | {fmt(s)} | " + (f"{fmt(ood[row])} | " if ood else "")
+                      + f" | {fmt(s)} | " + (f"{fmt(ood[row])} | {fmt(ind[row])} | " if ood else "")
                       + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
                       + (f" {PAPER[row]:.2f} |" if row in PAPER else " |") * bool(paper))
         md += [""] if rows else []

@@ -20,6 +20,7 @@ from torch import nn
 
 STS7 = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK-R"]
 OUT_OF_DOMAIN = STS7[:5]  # table E trains on no sentence of STS12-16 (pairs.py)
+IN_DOMAIN = STS7[5:]  # table E's pairs come from the training splits of STS-B and SICK
 E_BLOCKS = {  # table E's blocks: (student, teacher) on supervised pairs (pairs.py)
     "E1-minilm": ("pruned-minilm", "minilm"),
     "E1-mpnet": ("pruned-minilm", "mpnet"),

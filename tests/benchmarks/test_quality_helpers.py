@@ -417,7 +417,7 @@ def test_the_report_says_when_the_chosen_weight_is_the_ladders_top():
     assert "the ladder's top" not in "\n".join(inside)
 
 
-def test_table_e_reports_the_out_of_domain_average_beside_the_seven_tasks(tmp_path, monkeypatch):
+def test_table_e_reports_the_out_of_domain_and_in_domain_averages_beside_the_seven_tasks(tmp_path, monkeypatch):
     settings = _settings(tmp_path, monkeypatch, steps=160, lr=None)
     monkeypatch.setattr(quality_report, "RESULTS", tmp_path)
     scores = dict(zip(quality_rows.STS7, [60.0, 62.0, 64.0, 66.0, 68.0, 90.0, 90.0]))  # STS12-16 average 64
@@ -426,7 +426,8 @@ def test_table_e_reports_the_out_of_domain_average_beside_the_seven_tasks(tmp_pa
         _write_run(settings, "A", f"mse-seed{seed}.json", scores)
     md = quality_report.report(settings)
     e_line = next(line for line in md.splitlines() if line.startswith("| ST MultipleNegativesRankingLoss"))
-    assert e_line.endswith("| 72.43 ± 1.41 (n=2) | 65.00 ± 1.41 (n=2) |  |")  # seven tasks, then STS12-16
+    # the seven tasks, then STS12-16, then STS-B test + SICK-R
+    assert e_line.endswith("| 72.43 ± 1.41 (n=2) | 65.00 ± 1.41 (n=2) | 91.00 ± 1.41 (n=2) |  |")
     headers = [line for line in md.splitlines() if line.startswith("| row | STS12")]  # table A's, then E1's
     assert [header.endswith("| avg (mean ± std, n) | STS-B dev |") for header in headers] == [True, False]
 
