@@ -23,6 +23,9 @@ from .rows import (
 )
 
 Runs = dict[str, list[dict[str, Any]]]
+# table E's averages beside the seven tasks' (its targets name them): JSON key -> (column title, tasks)
+E_PARTS = {"out_of_domain": ("STS12-16 avg (out of domain)", OUT_OF_DOMAIN),
+           "in_domain": ("STSBenchmark + SICK-R avg (in domain)", IN_DOMAIN)}
 
 
 def collect(settings: Settings) -> dict[str, Runs]:
@@ -146,11 +149,10 @@ def report(settings: Settings) -> str:
             continue
         tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
-        # table E: the out-of-domain and in-domain averages beside the seven tasks' (its targets name all three)
-        ood, ind = ({row: summarise(runs, part) for row, runs in rows.items()} if table in E_BLOCKS else {}
-                    for part in (OUT_OF_DOMAIN, IN_DOMAIN))
+        parts = {key: {row: summarise(runs, part) for row, runs in rows.items()}
+                 for key, (_, part) in E_PARTS.items()} if table in E_BLOCKS else {}
         out["tables"][table] = {row: {"label": ROWS[table][row].label, **summaries[row],
-                                      **({"out_of_domain": ood[row], "in_domain": ind[row]} if ood else {}),
+                                      **{key: part[row] for key, part in parts.items()},
                                       "runs": [{k: r[k] for k in ("seed", "scores", "average")}
                                                | {"best_dev": best_dev(r)} for r in runs]}
                                 for row, runs in rows.items()}
@@ -158,12 +160,12 @@ def report(settings: Settings) -> str:
         paper = " paper, BERT-base, STS7 avg |" if table == "B" else ""
         md += [f"## Table {title}, {', '.join(tasks)}", ""]
         if rows:
-            e_columns = " STS12-16 avg (out of domain) | STSBenchmark + SICK-R avg (in domain) |" if ood else ""
+            e_columns = "".join(f" {E_PARTS[key][0]} |" for key in parts)
             md += ["| row | " + " | ".join(tasks) + f" | avg (mean ± std, n) |{e_columns} STS-B dev |{paper}",
-                   "|---|" + "---|" * (len(tasks) + 2 + bool(paper) + 2 * bool(ood))]
+                   "|---|" + "---|" * (len(tasks) + 2 + bool(paper) + len(parts))]
         for row, s in summaries.items():
             md.append(f"| {ROWS[table][row].label} | " + " | ".join(f"{s['per_task_mean'][t]:.2f}" for t in tasks)
-                      + f" | {fmt(s)} | " + (f"{fmt(ood[row])} | {fmt(ind[row])} | " if ood else "")
+                      + f" | {fmt(s)} | " + "".join(f"{fmt(part[row])} | " for part in parts.values())
                       + (f"{s['dev_mean']:.2f}" if s["dev_mean"] is not None else "") + " |"
                       + (f" {PAPER[row]:.2f} |" if row in PAPER else " |") * bool(paper))
         md += [""] if rows else []
