@@ -149,8 +149,8 @@ def report(settings: Settings) -> str:
             continue
         tasks = scored_tasks(table, rows)
         summaries = {row: summarise(runs, tasks) for row, runs in rows.items()}
-        parts = {key: {row: summarise(runs, part) for row, runs in rows.items()}
-                 for key, (_, part) in E_PARTS.items()} if table in E_BLOCKS else {}
+        parts = {key: {row: summarise(runs, part_tasks) for row, runs in rows.items()}
+                 for key, (_, part_tasks) in E_PARTS.items()} if table in E_BLOCKS else {}
         out["tables"][table] = {row: {"label": ROWS[table][row].label, **summaries[row],
                                       **{key: part[row] for key, part in parts.items()},
                                       "runs": [{k: r[k] for k in ("seed", "scores", "average")}
