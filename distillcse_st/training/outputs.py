@@ -20,8 +20,13 @@ RUN_FILE = "run.json"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (temp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``data`` as indented JSON, atomically (temp file + rename).
+
+    The temp file is named after the process, so processes writing the same ``path`` never rename
+    each other's file: the last complete write wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
