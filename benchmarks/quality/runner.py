@@ -342,6 +342,42 @@ class CachedTeacher:
         return torch.from_numpy(np.stack([self.rows[text] for text in texts]))
 
 
+class CachedGuide(torch.nn.Module):
+    """GISTEmbedLoss's guide of another tokenizer, served from a cache. GISTEmbedLoss decodes the student's
+    tokens and has the guide embed that text at every step; this guide looks the text up in ``array``, the
+    guide's embeddings of :func:`decoded_texts`, computed once (the loss compares them by cosine only)."""
+
+    def __init__(self, guide, texts: Sequence[str], array: np.ndarray) -> None:
+        super().__init__()
+        self.tokenizer, self.max_seq_length = guide.tokenizer, guide.max_seq_length
+        self.rows = {text: row for row, text in enumerate(texts)}
+        self.register_buffer("table", torch.from_numpy(array))
+
+    @property
+    def device(self) -> torch.device:
+        return self.table.device
+
+    def preprocess(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"row": torch.tensor([self.rows[text] for text in texts])}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**features, "sentence_embedding": self.table[features["row"]]}
+
+
+def decoded_texts(student, texts: Sequence[str]) -> list[str]:
+    """``texts`` as GISTEmbedLoss hands them to a guide of another tokenizer: the student's tokens, decoded."""
+    input_ids = student.preprocess(list(texts))["input_ids"]
+    return student.tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+
+
+def cached_guide(student: str, teacher: str, pairs: Sequence[Pair]) -> Callable[[], CachedGuide]:
+    """The factory of ``teacher`` as a :class:`CachedGuide` over the pairs' texts, cached under their digest."""
+    texts = sorted(set(decoded_texts(MODELS[student](), sorted({text for pair in pairs for text in pair}))))
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    array = teacher_embeddings(TEACHER_EMBEDDINGS / f"guide-{digest}-{teacher}.npy", texts, MODELS[teacher])
+    return lambda: CachedGuide(MODELS[teacher](), texts, array)
+
+
 def cached_teacher(teacher: str, pairs: Sequence[Pair], triplets: Sequence[Triplet]) -> CachedTeacher:
     """``teacher``'s embeddings of every text of table E's data, cached under the texts' digest."""
     texts = sorted({text for row in [*pairs, *triplets] for text in row})
@@ -377,9 +413,11 @@ def pairs_training(table: str, spec: Row) -> Training:
         texts = list(dict.fromkeys(text for pair in pairs for text in pair))
         distill = add_teacher_embeddings(Dataset.from_dict({"text": texts}), [cached], show_progress_bar=False)
         data = DatasetDict({"pairs": data, "distill": distill})
+    extra = {"data": stats, "teacher": teacher}
     live = MODELS[teacher] if spec.loss in ("mnrl+kd-live", "gist", "gist+kd") else None
-    return Training(data, MODELS[student], {"data": stats, "teacher": teacher}, cached.get_embedding_dimension(),
-                    live, "no_duplicates")
+    if spec.loss in ("gist", "gist+kd") and teacher == "mpnet":  # another tokenizer: the guide embeds decoded text
+        live, extra["guide"] = cached_guide(student, teacher, pairs), "cached: CachedGuide"
+    return Training(data, MODELS[student], extra, cached.get_embedding_dimension(), live, "no_duplicates")
 
 
 def load_student(model_dir: str):

@@ -1,4 +1,4 @@
-"""Table E's data builder on tiny made-up SICK and STS-B files."""
+"""Table E's data builder on tiny made-up SICK and STS-B files, and the cached teacher and guide it trains with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from quality import pairs, runner  # noqa: E402
+
+from tests.helpers import CORPUS  # noqa: E402
 
 SICK = """pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment
 1\tA man plays a guitar\tA person plays a guitar\t4.7\tENTAILMENT
@@ -66,3 +70,25 @@ def test_a_cached_teacher_gives_add_teacher_embeddings_one_cached_row_per_text_a
     labels = np.asarray(add_teacher_embeddings(data, [cached], column=["anchor", "positive"],
                                                show_progress_bar=False)["label"])
     np.testing.assert_allclose(labels, [[[1, 0, 0], [0, 0, 1]], [[0, 1, 0], [1, 0, 0]]])  # L2-normalised rows
+
+
+def test_a_cached_guide_gives_gist_the_loss_of_its_live_guide_of_another_tokenizer(
+    tiny_model_dir, other_vocab_teacher_dir
+):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss
+
+    student = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    guide = SentenceTransformer(str(other_vocab_teacher_dir), device="cpu")
+    anchors, positives = CORPUS[:4], CORPUS[4:8]
+    texts = runner.decoded_texts(student, [*anchors, *positives])
+    cached = runner.CachedGuide(guide, texts, guide.encode(texts, convert_to_numpy=True))
+    features = [student.preprocess(column) for column in (anchors, positives)]
+    live_loss = GISTEmbedLoss(student, guide=guide)
+    assert live_loss.must_retokenize
+    torch.manual_seed(0)
+    expected = live_loss(features, None)
+    torch.manual_seed(0)
+    assert GISTEmbedLoss(student, guide=cached)(features, None).item() == pytest.approx(expected.item(), abs=1e-6)
+    with pytest.raises(KeyError):
+        cached.preprocess(["a text it never saw"])
