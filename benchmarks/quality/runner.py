@@ -372,7 +372,7 @@ def decoded_texts(student, texts: Sequence[str]) -> list[str]:
 
 def cached_guide(student: str, teacher: str, pairs: Sequence[Pair]) -> Callable[[], CachedGuide]:
     """The factory of ``teacher`` as a :class:`CachedGuide` over the pairs' texts, cached under their digest."""
-    texts = sorted(set(decoded_texts(MODELS[student](), sorted({text for pair in pairs for text in pair}))))
+    texts = sorted(set(decoded_texts(MODELS[student](), list({text for pair in pairs for text in pair}))))
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
     array = teacher_embeddings(TEACHER_EMBEDDINGS / f"guide-{digest}-{teacher}.npy", texts, MODELS[teacher])
     return lambda: CachedGuide(MODELS[teacher](), texts, array)
