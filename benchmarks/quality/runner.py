@@ -342,6 +342,11 @@ class CachedTeacher:
         return torch.from_numpy(np.stack([self.rows[text] for text in texts]))
 
 
+def digest(texts: Sequence[str]) -> str:
+    """A short digest of ``texts`` (in order), naming the cache of their embeddings."""
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+
+
 class CachedGuide(torch.nn.Module):
     """GISTEmbedLoss's guide of another tokenizer, served from a cache. GISTEmbedLoss decodes the student's
     tokens and has the guide embed that text at every step; this guide looks the text up in ``array``, the
@@ -373,16 +378,14 @@ def decoded_texts(student, texts: Sequence[str]) -> list[str]:
 def cached_guide(student: str, teacher: str, pairs: Sequence[Pair]) -> Callable[[], CachedGuide]:
     """The factory of ``teacher`` as a :class:`CachedGuide` over the pairs' texts, cached under their digest."""
     texts = sorted(set(decoded_texts(MODELS[student](), list({text for pair in pairs for text in pair}))))
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-    array = teacher_embeddings(TEACHER_EMBEDDINGS / f"guide-{digest}-{teacher}.npy", texts, MODELS[teacher])
+    array = teacher_embeddings(TEACHER_EMBEDDINGS / f"guide-{digest(texts)}-{teacher}.npy", texts, MODELS[teacher])
     return lambda: CachedGuide(MODELS[teacher](), texts, array)
 
 
 def cached_teacher(teacher: str, pairs: Sequence[Pair], triplets: Sequence[Triplet]) -> CachedTeacher:
     """``teacher``'s embeddings of every text of table E's data, cached under the texts' digest."""
     texts = sorted({text for row in [*pairs, *triplets] for text in row})
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-    path = TEACHER_EMBEDDINGS / f"pairs-{digest}-{teacher}.npy"
+    path = TEACHER_EMBEDDINGS / f"pairs-{digest(texts)}-{teacher}.npy"
     return CachedTeacher(texts, teacher_embeddings(path, texts, MODELS[teacher]))
 
 
