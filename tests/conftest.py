@@ -26,8 +26,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second tiny BERT with the same vocabulary and other weights."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny_teacher"), seed=1)
+    """A second tiny BERT with other weights and a vocabulary of its own (the student's minus its 10 rarest words),
+    so that it re-tokenizes the student's decoded texts (tests/losses' ``shared_vocab_teacher`` does not)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_teacher"), seed=1, vocab_size=190)
 
 
 @pytest.fixture(scope="session")

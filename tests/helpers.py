@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 CORPUS = [
@@ -47,11 +48,26 @@ CORPUS = [
 
 
 def _tokenizer(vocab_size: int, lowercase: bool) -> BertTokenizerFast:
+    """A WordPiece tokenizer whose vocabulary is the same in every process.
+
+    Not trained with ``tokenizers``' WordPieceTrainer: its ties between equally frequent merges fall in a
+    hash order that changes from process to process, so every test session built a different tiny model.
+    Here the vocabulary is the special tokens, every character of the corpus (alone and as ``##`` suffix),
+    then the corpus' words, the most frequent first (ties alphabetically), up to ``vocab_size``.
+    """
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    words = Counter(
+        word
+        for sentence in CORPUS
+        for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(sentence))
+    )
+    characters = sorted({character for word in words for character in word})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *(f"##{c}" for c in characters)]
+    frequent = sorted((word for word in words if len(word) > 1), key=lambda word: (-words[word], word))
+    vocab += frequent[: max(vocab_size - len(vocab), 0)]
+    tokenizer.model = models.WordPiece({token: row for row, token in enumerate(vocab)}, unk_token="[UNK]")
     return BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=lowercase)
 
 

@@ -24,7 +24,7 @@ def one_torch_thread():
 def shared_vocab_teacher(tiny_model_dir: Path) -> SentenceTransformer:
     """A teacher with the student's very tokenizer (given the student's tokens as they are), other weights.
 
-    (conftest's ``teacher`` trains its own WordPiece vocabulary, so it re-tokenizes decoded texts.)
+    (conftest's ``teacher`` has a vocabulary of its own, so it re-tokenizes decoded texts.)
     """
     model = load(tiny_model_dir)
     generator = torch.Generator().manual_seed(1)
