@@ -11,6 +11,7 @@ from common import RESULTS, machine_info, read_json, write_json
 from .rows import (
     E_BLOCKS,
     IN_DOMAIN,
+    LR_FLOOR,
     OUT_OF_DOMAIN,
     P_SWEEP,
     P_SWEEP_ROWS,
@@ -87,9 +88,9 @@ def lr_sweep_lines(settings: Settings, sweep: dict[str, Any]) -> list[str]:
             f"{row} not yet (best at the grid's edge or grid unfinished)" if not lr
             else f"{row} {lr:g}" + (f" ({why[row]})" if why.get(row, "interior") != "interior" else "")
             for row, lr in sweep.get("best_lr", {}).items())
-        return lines + [f"Best lr on dev per row (the grid is extended until its best point is interior, or stops at "
-                        f"a lowest point that scores under the untrained start): {chosen}; every other row takes the "
-                        "lr of its family's row.", ""]
+        return lines + [f"Best lr on dev per row (the grid is extended until its best point is interior, or down to "
+                        f"{LR_FLOOR:g} while its lowest lr is best): {chosen}; every other row takes the lr of its "
+                        "family's row.", ""]
     return lines + [f"Best lr on dev (mean over the rows): {sweep['best_lr_on_dev']}; the table used "
                     f"{sweep['table_lr']}.", ""]
 

@@ -58,6 +58,7 @@ LR_GRID = {  # each table's first three points (one interior), extended by x2 / 
     **{block: (5e-5, 1e-4, 2e-4) if student == "pruned-minilm" else (2.5e-5, 5e-5, 1e-4)
        for block, (student, _) in E_BLOCKS.items()},
 }
+LR_FLOOR = 1e-6  # no lr grid extends below: a model barely moves at such an lr in a benchmark's steps
 P_SWEEP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)  # p = 1 is one group: a full shuffle, no ranking left
 # the p sweep's first points (0.1 published, 0.5 the 150-step sweep's best), extended one step along P_SWEEP
 # while the best mean over P_SWEEP_SEEDS sits at an edge

@@ -166,28 +166,29 @@ def test_each_table_starts_its_lr_grid_at_its_own_three_points():
     assert quality_runner.chosen_lr("B", devs) is None
 
 
-def test_a_sweep_whose_lowest_lr_is_best_but_under_the_untrained_start_stops_there():
-    # every lr harms (the strong-start case, table D): smaller lrs only approach the start, so stop at the lowest
-    devs = {"2.5e-05": 85.0, "5e-05": 84.0, "0.0001": 83.0}
-    assert quality_runner.lr_grid("D", devs, start_dev=86.6)[0] == pytest.approx(2.5e-5)
-    lr, why = quality_runner.chosen_lr("D", devs, start_dev=86.6)
-    assert lr == "2.5e-05" and "86.60" in why
-    # a lowest point above the start extends as before, and a best at the top edge always extends
-    assert quality_runner.lr_grid("D", devs, start_dev=84.5)[0] == pytest.approx(1.25e-5)
-    assert quality_runner.chosen_lr("D", devs, start_dev=84.5) is None
-    rising = {"2.5e-05": 83.0, "5e-05": 84.0, "0.0001": 85.0}
-    assert quality_runner.lr_grid("D", rising, start_dev=86.6)[-1] == pytest.approx(2e-4)
-    assert quality_runner.chosen_lr("D", rising, start_dev=86.6) is None
+def test_a_sweep_whose_lowest_lr_is_best_extends_down_to_the_floor_even_under_the_untrained_start():
+    # every point under the start (86.6) in table E2, yet a smaller lr ended above it: the grid keeps going down
+    devs = {"2.5e-05": 86.53, "5e-05": 86.17, "0.0001": 85.75}
+    assert quality_runner.lr_grid("D", devs)[0] == pytest.approx(1.25e-5)
+    assert quality_runner.chosen_lr("D", devs) is None
+    assert quality_runner.chosen_lr("D", devs | {"1.25e-05": 86.68, "6.25e-06": 86.66}) == ("1.25e-05", "interior")
+    # still rising at the floor: the lowest point, said so
+    falling = {f"{2.5e-5 / 2**k:g}": 80.0 + k for k in range(-2, 5)}  # 1e-4 ... 1.5625e-6
+    assert quality_runner.lr_grid("D", falling)[0] == pytest.approx(1.5625e-6)  # 7.8e-7 is under the floor
+    lr, why = quality_runner.chosen_lr("D", falling)
+    assert lr == "1.5625e-06" and f"{quality_rows.LR_FLOOR:g}" in why
+    rising = {"2.5e-05": 83.0, "5e-05": 84.0, "0.0001": 85.0}  # a best at the top edge always extends
+    assert quality_runner.lr_grid("D", rising)[-1] == pytest.approx(2e-4)
+    assert quality_runner.chosen_lr("D", rising) is None
 
 
 def test_the_report_says_why_a_lowest_lr_was_chosen(tmp_path, monkeypatch):
     settings = _settings(tmp_path, monkeypatch, steps=600, lr=None)
     sweep = {"rows": {"simcse": {"2.5e-05": 85.0, "5e-05": 84.0}, "group-p": {"0.0004": 70.0}},
              "best_lr": {"simcse": 2.5e-5, "group-p": None},
-             "chosen_because": {"simcse": "lowest lr: every lr scores under the untrained start's dev 86.60",
-                                "group-p": None}}
+             "chosen_because": {"simcse": "lowest lr: the grid stops at 1e-06", "group-p": None}}
     text = "\n".join(quality_report.lr_sweep_lines(settings, sweep))
-    assert "simcse 2.5e-05 (lowest lr: every lr scores under the untrained start's dev 86.60)" in text
+    assert "simcse 2.5e-05 (lowest lr: the grid stops at 1e-06)" in text
     assert "group-p not yet" in text
 
 
@@ -352,6 +353,11 @@ def test_the_knob_sweep_tries_every_p_then_grows_the_weight_grid_and_resumes(tmp
                                                                   "knob-sweep.json").read_text())))
     assert "| dev | 70.00 | 71.00 | 72.00 | 71.50 |" in lines
     assert "Chosen: group_p 0.3, distillation_weight 3." in lines
+    # the lr sweep grown since (another lr for vanilla KD): the scores of the old lr are not reused
+    monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 5e-5)
+    quality_runner.knob_sweep(settings, "E1-minilm")
+    assert calls[8:] == [calls[0], *calls[2:8]] and json.loads((settings.runs / "E1-minilm" / "knob-sweep.json").read_text())[
+        "lr"] == 5e-5
 
 
 def test_tables_are_letters_or_comma_separated_names():
@@ -396,14 +402,30 @@ def test_a_dev_row_scored_with_knobs_the_grown_sweep_no_longer_chooses_is_redone
     table_dir.mkdir(parents=True)
     sweep = table_dir / "knob-sweep.json"
     scores = {task: 70.0 for task in quality_rows.STS7}
-    run = {"scores": scores, "train": {"group_p": None, "distillation_weight": 30.0}}
+    run = {"scores": scores, "train": {"group_p": None, "distillation_weight": 30.0, "lr": 1e-4}}
     (table_dir / "mnrl+kd-dev-seed0.json").write_text(json.dumps(run))
     (table_dir / "mnrl-seed0.json").write_text(json.dumps(run))
+    (table_dir / "lr-sweep.json").write_text(json.dumps({"best_lr": {"mnrl": 1e-4, "mnrl+kd": 1e-4}}))
     sweep.write_text(json.dumps({"best": {"group_p": None, "distillation_weight": 30.0}}))
     assert quality_runner.is_done(settings, "E1-minilm", "mnrl+kd-dev", 0)
     sweep.write_text(json.dumps({"best": {"group_p": None, "distillation_weight": 100.0}}))  # the ladder grew
     assert not quality_runner.is_done(settings, "E1-minilm", "mnrl+kd-dev", 0)
     assert quality_runner.is_done(settings, "E1-minilm", "mnrl", 0)  # rows without knobs do not depend on it
+
+
+def test_a_row_trained_at_an_lr_its_grown_sweep_no_longer_chooses_is_redone(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, steps=160, lr=None)
+    table_dir = settings.runs / "E2-mpnet"
+    table_dir.mkdir(parents=True)
+    run = {"scores": {task: 78.0 for task in quality_rows.STS7}, "train": {"lr": 2.5e-5}}
+    (table_dir / "mnrl-seed0.json").write_text(json.dumps(run))
+    (table_dir / "initial-student.json").write_text(json.dumps(run | {"train": None}))
+    sweep = table_dir / "lr-sweep.json"
+    sweep.write_text(json.dumps({"best_lr": {"mnrl": 2.5e-5}}))
+    assert quality_runner.is_done(settings, "E2-mpnet", "mnrl", 0)
+    sweep.write_text(json.dumps({"best_lr": {"mnrl": 1.25e-5}}))  # the grid went down past the start
+    assert not quality_runner.is_done(settings, "E2-mpnet", "mnrl", 0)
+    assert quality_runner.is_done(settings, "E2-mpnet", "initial-student", None)  # untrained: no lr
 
 
 def test_the_report_says_when_the_chosen_weight_is_the_ladders_top():
