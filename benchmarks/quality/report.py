@@ -22,6 +22,7 @@ from .rows import (
     W_LADDER,
     Settings,
 )
+from .runner import at_chosen_lr
 
 Runs = dict[str, list[dict[str, Any]]]
 # table E's averages beside the seven tasks' (its targets name them): JSON key -> (column title, tasks)
@@ -30,12 +31,15 @@ E_PARTS = {"out_of_domain": ("STS12-16 avg (out of domain)", OUT_OF_DOMAIN),
 
 
 def collect(settings: Settings) -> dict[str, Runs]:
-    """Every finished run file of the benchmark, by table and row (in the rows' order)."""
+    """Every finished run file of the benchmark at the lr its row trains at now, by table and row (in the rows'
+    order): a run at the lr of a sweep that has grown since is left out until the queue redoes it."""
     tables: dict[str, Runs] = {}
     for table, rows in ROWS.items():
         found = {row: sorted((settings.runs / table).glob(f"{row}.json"))
                  + sorted((settings.runs / table).glob(f"{row}-seed*.json")) for row in rows}
-        tables[table] = {row: [read_json(path) for path in paths] for row, paths in found.items() if paths}
+        runs = {row: [run for run in map(read_json, paths) if at_chosen_lr(settings, table, row, run)]
+                for row, paths in found.items()}
+        tables[table] = {row: row_runs for row, row_runs in runs.items() if row_runs}
     return tables
 
 

@@ -230,16 +230,27 @@ def run_path(settings: Settings, table: str, row: str, seed: int | None) -> Path
 
 
 def is_done(settings: Settings, table: str, row: str, seed: int | None) -> bool:
-    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained);
-    a ``-dev`` row with the knobs the knob sweep chooses now, and under ``--lr dev`` a trained row at the lr its
-    family's sweep chooses now (a sweep grown since redoes it)."""
+    """Finished and scored on every task of its table (runs scored on fewer tasks are re-scored, not retrained),
+    a ``-dev`` row with the knobs the knob sweep chooses now, and :func:`at_chosen_lr` (a sweep grown since
+    redoes it)."""
     path = run_path(settings, table, row, seed)
     if not path.is_file():
         return False
     run = read_json(path)
     return (set(TASKS[table]) <= set(run["scores"])
             and (not row.endswith("-dev") or knobs_of(run) == read_knobs(settings.runs, table))
-            and (settings.lr is not None or seed is None or run["train"]["lr"] == row_lr(settings, table, row)))
+            and at_chosen_lr(settings, table, row, run))
+
+
+def at_chosen_lr(settings: Settings, table: str, row: str, run: dict[str, Any]) -> bool:
+    """A run trained at the lr its row trains at now: always under a fixed ``--lr`` and for an untrained row;
+    under ``--lr dev`` not once its family's sweep has grown to another lr, or is growing (no choice yet)."""
+    if settings.lr is not None or not run.get("train"):
+        return True
+    try:
+        return run["train"]["lr"] == row_lr(settings, table, row)
+    except LookupError:
+        return False
 
 
 def knobs_of(run: dict[str, Any]) -> Knobs:
@@ -444,9 +455,9 @@ def sweep_lr(settings: Settings, table: str, sweep_row: str) -> float:
 
 
 def row_lr(settings: Settings, table: str, row: str) -> float:
-    """The lr a row trains at: the benchmark's, or under ``--lr dev`` its family's choice (:func:`sweep_lr`)."""
-    base, spec, _ = row_spec(table, row, settings.K, read_best_p(settings.runs, table),
-                             read_knobs(settings.runs, table))
+    """The lr a row trains at: the benchmark's, or under ``--lr dev`` its family's choice (:func:`sweep_lr`);
+    a ``-dev`` row's is its base row's, whatever the knobs."""
+    base, spec, _ = row_spec(table, row.removesuffix("-dev"), settings.K, read_best_p(settings.runs, table))
     return sweep_lr(settings, table, spec.lr_row or base)
 
 

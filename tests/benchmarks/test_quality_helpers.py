@@ -356,8 +356,8 @@ def test_the_knob_sweep_tries_every_p_then_grows_the_weight_grid_and_resumes(tmp
     # the lr sweep grown since (another lr for vanilla KD): the scores of the old lr are not reused
     monkeypatch.setattr(quality_runner, "sweep_lr", lambda *args: 5e-5)
     quality_runner.knob_sweep(settings, "E1-minilm")
-    assert calls[8:] == [calls[0], *calls[2:8]] and json.loads((settings.runs / "E1-minilm" / "knob-sweep.json").read_text())[
-        "lr"] == 5e-5
+    assert calls[8:] == [calls[0], *calls[2:8]]
+    assert json.loads((settings.runs / "E1-minilm" / "knob-sweep.json").read_text())["lr"] == 5e-5
 
 
 def test_tables_are_letters_or_comma_separated_names():
@@ -423,9 +423,13 @@ def test_a_row_trained_at_an_lr_its_grown_sweep_no_longer_chooses_is_redone(tmp_
     sweep = table_dir / "lr-sweep.json"
     sweep.write_text(json.dumps({"best_lr": {"mnrl": 2.5e-5}}))
     assert quality_runner.is_done(settings, "E2-mpnet", "mnrl", 0)
+    assert set(quality_report.collect(settings)["E2-mpnet"]) == {"mnrl", "initial-student"}
     sweep.write_text(json.dumps({"best_lr": {"mnrl": 1.25e-5}}))  # the grid went down past the start
     assert not quality_runner.is_done(settings, "E2-mpnet", "mnrl", 0)
     assert quality_runner.is_done(settings, "E2-mpnet", "initial-student", None)  # untrained: no lr
+    assert set(quality_report.collect(settings)["E2-mpnet"]) == {"initial-student"}  # the report waits for the redo
+    sweep.write_text(json.dumps({"best_lr": {"mnrl": None}}))  # growing: no choice yet
+    assert not quality_runner.is_done(settings, "E2-mpnet", "mnrl", 0)
 
 
 def test_the_report_says_when_the_chosen_weight_is_the_ladders_top():
