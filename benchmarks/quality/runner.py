@@ -515,12 +515,6 @@ def chosen_lr(table: str, devs: dict[str, float]) -> tuple[str, str] | None:
     return None
 
 
-def start_dev(settings: Settings, table: str) -> float:
-    """The untrained start's STS-B dev (scored first if needed)."""
-    eval_only(settings, table, "initial-student")
-    return read_json(run_path(settings, table, "initial-student", None))["dev"]
-
-
 def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     """Train ``row`` (seed 0) at the next lr of its grid (the middle first) and record its best STS-B dev;
     False when the grid is done (see :func:`chosen_lr`). No test task is read."""
@@ -536,8 +530,7 @@ def lr_sweep_step(settings: Settings, table: str, row: str) -> bool:
     sweep.setdefault("best_lr", {})[row] = choice and float(choice[0])
     sweep.setdefault("chosen_because", {})[row] = choice and choice[1]
     sweep.update(rule=f"best STS-B dev (seed 0) over a grid extended until the best point is interior, or down to "
-                      f"{LR_FLOOR:g} while the lowest lr is best", start_dev=start_dev(settings, table),
-                 machine=machine_info())
+                      f"{LR_FLOOR:g} while the lowest lr is best", machine=machine_info())
     write_json(path, sweep)
     return True
 
@@ -588,7 +581,7 @@ def knob_sweep(settings: Settings, table: str) -> None:
     (``None``: vanilla KD) at weight 1, then the weight of the best along :data:`W_LADDER` until the best point
     is interior; writes the choice as ``best`` (see ``read_knobs``). Resumable run by run; no test task is read."""
     path = settings.runs / table / "knob-sweep.json"
-    lr = sweep_lr(settings, table, ROWS[table][KNOB_ROW].lr_row)
+    lr = row_lr(settings, table, KNOB_ROW)
     sweep = read_json(path) if path.is_file() else {}
     if sweep.get("lr") != lr:  # the lr sweep grown since: its scores are of another lr
         sweep = {"group_p": {}, "distillation_weight": {}}
