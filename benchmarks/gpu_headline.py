@@ -62,9 +62,9 @@ class Job:
 # QUEUE are the fallback for rows no sweep has chosen yet. Table B's Group-P runs at the 600-step sweep's best p
 # once that sweep has finished (3 seeds per point), else at the 150-step sweep's (0.5).
 RESULTS = BENCHMARKS / "results"
-LR_SWEEPS = {"A": RESULTS / "quality_runs-steps1000-K2-lrdev" / "A" / "lr-sweep.json",
-             "B": RESULTS / "quality_runs-steps600-K4-lrdev" / "B" / "lr-sweep.json",
-             "C": RESULTS / "quality_runs-steps1000-K2-lrdev" / "C" / "lr-sweep.json"}
+LR_SWEEP_RUNS = {"A": RESULTS / "quality_runs-steps1000-K2-lrdev",
+                 "B": RESULTS / "quality_runs-steps600-K4-lrdev",
+                 "C": RESULTS / "quality_runs-steps1000-K2-lrdev"}
 P_SWEEP_RUNS = (RESULTS / "quality_runs-steps600-K4-lrdev", RESULTS / "quality_runs-steps150-K2")
 QUEUE: tuple[Job, ...] = (
     Job("A", "initial-student", None),
@@ -119,10 +119,11 @@ def use_bundle(bundle: Path) -> None:
     sys.path.insert(0, str(site))
 
 
-def chosen_lrs(sweeps: Mapping[str, Path]) -> dict[str, dict[str, float]]:
-    """``{table: {sweep row: lr}}`` of each table's ``lr-sweep.json`` (the rows whose sweep has chosen)."""
-    return {table: {row: lr for row, lr in json.loads(path.read_text()).get("best_lr", {}).items() if lr}
-            for table, path in sweeps.items() if path.is_file()}
+def chosen_lrs(sweep_runs: Mapping[str, Path]) -> dict[str, dict[str, float]]:
+    """``{table: {sweep row: lr}}`` of each table's lr sweep in its runs folder (the rows whose sweep has chosen)."""
+    from quality.rows import read_best_lrs
+
+    return {table: lrs for table, runs in sweep_runs.items() if (lrs := read_best_lrs(runs, table))}
 
 
 def sweep_p(table: str) -> float | None:
@@ -360,7 +361,7 @@ def main() -> int:
     torch.set_float32_matmul_precision("high")
     minilm = args.bundle / "all-MiniLM-L6-v2" if args.bundle.is_dir() else Path(teacher_path())
     runner = Runner(args.steps, args.batch_size, device, 64 if args.smoke else None, args.mpnet, minilm)
-    lrs = chosen_lrs(LR_SWEEPS)
+    lrs = chosen_lrs(LR_SWEEP_RUNS)
     result: dict[str, Any] = {"machine": machine_info(), "device": device,
                               "settings": runner.settings.record() | {"lr": "per row"}, "runs": [], "skipped": []}
     started, durations = time.perf_counter(), []

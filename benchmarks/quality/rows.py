@@ -436,6 +436,13 @@ def read_knobs(runs: Path, table: str) -> Knobs | None:
     return None if best is None else Knobs(**best)
 
 
+def read_best_lrs(runs: Path, table: str) -> dict[str, float]:
+    """``{sweep row: lr}`` chosen on STS-B dev by the table's lr sweep in ``runs`` (rows still growing left out)."""
+    path = runs / table / "lr-sweep.json"
+    best = json.loads(path.read_text()).get("best_lr", {}) if path.is_file() else {}
+    return {row: float(lr) for row, lr in best.items() if lr is not None}
+
+
 def read_best_p(runs: Path, table: str) -> float | None:
     """The best p on STS-B dev of the table's p sweep in ``runs``, once it has finished."""
     path = runs / table / "p-sweep.json"

@@ -58,6 +58,7 @@ from .rows import (
     build_loss,
     corpus_stsb,
     corpus_wiki,
+    read_best_lrs,
     read_best_p,
     read_knobs,
     row_spec,
@@ -447,11 +448,10 @@ def sweep_lr(settings: Settings, table: str, sweep_row: str) -> float:
     """The benchmark's lr, or under ``--lr dev`` the lr its sweep chose for ``sweep_row`` (see :func:`chosen_lr`)."""
     if settings.lr is not None:
         return settings.lr
-    path = settings.runs / table / "lr-sweep.json"
-    best = read_json(path).get("best_lr", {}).get(sweep_row) if path.is_file() else None
+    best = read_best_lrs(settings.runs, table).get(sweep_row)
     if best is None:
         raise LookupError(f"table {table}: no chosen lr for {sweep_row} yet (run --sweep --tables {table})")
-    return float(best)
+    return best
 
 
 def row_lr(settings: Settings, table: str, row: str) -> float:

@@ -30,10 +30,12 @@ def test_a_run_starts_only_if_the_mean_run_still_fits_the_budget(elapsed, durati
 
 
 def test_lrs_come_from_each_tables_dev_sweep_where_it_chose(tmp_path):
-    sweep_a, sweep_c = tmp_path / "A.json", tmp_path / "C.json"
-    sweep_a.write_text(json.dumps({"best_lr": {"embed-distill-cosine": 0.0008, "embed-distill+group-p": None}}))
-    sweep_c.write_text(json.dumps({"best_lr": {"embed-distill+group-p": 5e-05}}))
-    lrs = gpu_headline.chosen_lrs({"A": sweep_a, "B": tmp_path / "missing.json", "C": sweep_c})
+    long, short = tmp_path / "long", tmp_path / "short"
+    for runs, table, best in ((long, "A", {"embed-distill-cosine": 0.0008, "embed-distill+group-p": None}),
+                              (short, "C", {"embed-distill+group-p": 5e-05})):
+        (runs / table).mkdir(parents=True)
+        (runs / table / "lr-sweep.json").write_text(json.dumps({"best_lr": best}))
+    lrs = gpu_headline.chosen_lrs({"A": long, "B": long, "C": short})  # B has no sweep in its folder
     assert lrs == {"A": {"embed-distill-cosine": 0.0008}, "C": {"embed-distill+group-p": 5e-05}}
     assert gpu_headline.job_lr(gpu_headline.Job("A", "mse", 0, 4e-4), lrs)[0] == 0.0008  # mse borrows embed's
     assert gpu_headline.job_lr(gpu_headline.Job("A", "embed-distill+group-p", 0, 4e-4), lrs)[0] == 4e-4
